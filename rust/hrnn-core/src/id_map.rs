@@ -1,0 +1,67 @@
+//! String id ↔ dense index maps. Indices are assigned in order of first appearance.
+
+use rustc_hash::FxHashMap;
+
+/// Assigns dense `u32` indices to string ids, in order of first appearance.
+#[derive(Debug, Clone, Default)]
+pub struct IdMap {
+    index: FxHashMap<Box<[u8]>, u32>,
+    ids: Vec<String>,
+}
+
+impl IdMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A map over `ids`, which must be distinct.
+    pub fn from_ids(ids: Vec<String>) -> Self {
+        let mut index = FxHashMap::default();
+        index.reserve(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            index.insert(id.as_bytes().into(), i as u32);
+        }
+        Self { index, ids }
+    }
+
+    /// The index of `id`, if known.
+    #[inline]
+    pub fn get(&self, id: &[u8]) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    /// The index of `id`, inserting it when new. `id` must already be valid UTF-8 when new; the
+    /// caller validates (only new ids need checking: known ones were checked when inserted).
+    #[inline]
+    pub fn intern(&mut self, id: &[u8], validate: impl FnOnce(&[u8]) -> Option<String>) -> Result<u32, ()> {
+        if let Some(&i) = self.index.get(id) {
+            return Ok(i);
+        }
+        let text = validate(id).ok_or(())?;
+        let i = self.ids.len() as u32;
+        self.index.insert(id.into(), i);
+        self.ids.push(text);
+        Ok(i)
+    }
+
+    /// Number of distinct ids.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when no id was interned.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The ids in index order.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// Gives up the map, returning the ids in index order.
+    pub fn into_ids(self) -> Vec<String> {
+        self.ids
+    }
+}

@@ -1,0 +1,13 @@
+//! hrnn-core: the pure-Rust core of hrnn, a session-aware recommender in the style of Amazon
+//! Personalize's aws-hrnn recipe. No Python here: the `hrnn-py` crate binds this to Python.
+
+pub mod csv_reader;
+pub mod error;
+pub mod history_filter;
+pub mod id_map;
+pub mod interactions;
+pub mod sessions;
+
+pub use error::{Error, Result};
+pub use interactions::{Columns, DropRule, Interactions};
+pub use sessions::{sessionize, Sessions};

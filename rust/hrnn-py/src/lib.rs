@@ -1,0 +1,21 @@
+//! `hrnn._hrnn`: the thin PyO3 layer over hrnn-core. Type conversion, GIL release and error
+//! mapping only; every algorithm lives in hrnn-core.
+
+mod errors;
+mod interactions;
+
+use pyo3::prelude::*;
+
+/// The private extension module of hrnn.
+#[pymodule]
+mod _hrnn {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use super::interactions::Interactions;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}
