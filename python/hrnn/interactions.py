@@ -144,18 +144,16 @@ class Interactions:
             TypeError: timestamps that are not integers.
         """
         ts = np.asarray(timestamp)
-        if ts.dtype.kind not in "iu":
-            if ts.size and not (ts.dtype.kind == "f" and np.all(np.isfinite(ts)) and np.all(ts == np.round(ts))):
-                raise TypeError(f"timestamp: expected integer Unix seconds, found dtype {ts.dtype}")
+        whole_floats = ts.dtype.kind == "f" and bool(np.all(np.isfinite(ts)) and np.all(ts == np.round(ts)))
+        if ts.dtype.kind not in "iu" and ts.size and not whole_floats:
+            raise TypeError(f"timestamp: expected integer Unix seconds, found dtype {ts.dtype}")
         ts = np.ascontiguousarray(ts, dtype=np.int64)
         values = None
         if event_value is not None:
-            values = np.ascontiguousarray(
-                [np.nan if v is None else v for v in event_value]
-                if not isinstance(event_value, np.ndarray)
-                else event_value,
-                dtype=np.float64,
-            )
+            raw = np.asarray(event_value)
+            if raw.dtype == object:  # None marks a missing value
+                raw = np.array([np.nan if v is None else v for v in raw.tolist()], dtype=np.float64)
+            values = np.ascontiguousarray(raw, dtype=np.float64)
         types = None if event_type is None else _as_str_list(event_type, "event_type")
         return cls(
             _hrnn.Interactions.from_arrays(
@@ -284,11 +282,15 @@ class Interactions:
         """Rows per user, by user index."""
         return self._inner.history_lengths()
 
-    def history_length_bounds(self, min_percentile: float = 0.0, max_percentile: float = 0.99) -> tuple[float, float]:
+    def history_length_bounds(
+        self, min_percentile: float = 0.0, max_percentile: float = 0.99
+    ) -> tuple[float, float]:
         """The history-length bounds that :meth:`filter_by_history_length` keeps (inclusive)."""
         return self._inner.history_length_bounds(float(min_percentile), float(max_percentile))
 
-    def filter_by_history_length(self, min_percentile: float = 0.0, max_percentile: float = 0.99) -> Interactions:
+    def filter_by_history_length(
+        self, min_percentile: float = 0.0, max_percentile: float = 0.99
+    ) -> Interactions:
         """Drops users with unusually short or long histories (the recipe's featurization).
 
         Rule: with ``L`` the per-user history lengths (rows per user), the bounds are
@@ -306,7 +308,9 @@ class Interactions:
         Raises:
             ValueError: a percentile outside [0, 1], or min > max; names the parameter.
         """
-        return Interactions(self._inner.filter_by_history_length(float(min_percentile), float(max_percentile)))
+        return Interactions(
+            self._inner.filter_by_history_length(float(min_percentile), float(max_percentile))
+        )
 
     def subset(self, mask: npt.ArrayLike, rule: str = "subset") -> Interactions:
         """Keeps the rows where ``mask`` is True (users and items re-indexed densely)."""

@@ -48,7 +48,11 @@ impl RowError<'_> {
 fn parse_header(file: &str, header: &ByteRecord) -> Result<Layout> {
     let mut names = Vec::with_capacity(header.len());
     for (i, raw) in header.iter().enumerate() {
-        let raw = if i == 0 { raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw) } else { raw };
+        let raw = if i == 0 {
+            raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
+        } else {
+            raw
+        };
         let name = std::str::from_utf8(raw).map_err(|_| Error::Schema {
             file: file.to_owned(),
             line: 1,
@@ -59,14 +63,19 @@ fn parse_header(file: &str, header: &ByteRecord) -> Result<Layout> {
         names.push(name.trim().to_owned());
     }
     let find = |wanted: &str| -> Result<Option<usize>> {
-        let hits: Vec<usize> = (0..names.len()).filter(|&i| names[i].eq_ignore_ascii_case(wanted)).collect();
+        let hits: Vec<usize> = (0..names.len())
+            .filter(|&i| names[i].eq_ignore_ascii_case(wanted))
+            .collect();
         if hits.len() > 1 {
             return Err(Error::Schema {
                 file: file.to_owned(),
                 line: 1,
                 column: wanted.to_owned(),
                 value: names.join(","),
-                message: format!("expected the column {wanted} once, found it {} times", hits.len()),
+                message: format!(
+                    "expected the column {wanted} once, found it {} times",
+                    hits.len()
+                ),
             });
         }
         Ok(hits.first().copied())
@@ -85,9 +94,26 @@ fn parse_header(file: &str, header: &ByteRecord) -> Result<Layout> {
     let timestamp = required("TIMESTAMP")?;
     let event_type = find("EVENT_TYPE")?;
     let event_value = find("EVENT_VALUE")?;
-    let used = [Some(user), Some(item), Some(timestamp), event_type, event_value];
-    let ignored = (0..names.len()).filter(|i| !used.contains(&Some(*i))).map(|i| names[i].clone()).collect();
-    Ok(Layout { user, item, timestamp, event_type, event_value, names, ignored })
+    let used = [
+        Some(user),
+        Some(item),
+        Some(timestamp),
+        event_type,
+        event_value,
+    ];
+    let ignored = (0..names.len())
+        .filter(|i| !used.contains(&Some(*i)))
+        .map(|i| names[i].clone())
+        .collect();
+    Ok(Layout {
+        user,
+        item,
+        timestamp,
+        event_type,
+        event_value,
+        names,
+        ignored,
+    })
 }
 
 /// Parses a non-negative integer of ASCII digits (Unix epoch seconds).
@@ -160,7 +186,10 @@ pub fn read_csv(path: &Path) -> Result<Interactions> {
     let mut last_record_start = 0u64;
     while reader.read_byte_record(&mut record).map_err(csv_error)? {
         let position = record.position().expect("csv records carry positions");
-        let at = RowError { file: &file_name, line: position.line() };
+        let at = RowError {
+            file: &file_name,
+            line: position.line(),
+        };
         last_record_start = position.byte();
         if record.len() == 1 && record[0].is_empty() {
             continue; // a blank line (e.g. a trailing newline pair) carries no row
@@ -169,14 +198,17 @@ pub fn read_csv(path: &Path) -> Result<Interactions> {
             return Err(at.at(
                 "*",
                 record.as_slice(),
-                &format!("expected {width} fields as in the header, found {}", record.len()),
+                &format!(
+                    "expected {width} fields as in the header, found {}",
+                    record.len()
+                ),
             ));
         }
         let intern = |map: &mut IdMap, index: usize| -> Result<u32> {
             let raw = &record[index];
             let mut problem = "";
             map.intern(raw, |b| check_id(b).map_err(|m| problem = m).ok())
-                .map_err(|()| at.at(&layout.names[index], raw, problem))
+                .ok_or_else(|| at.at(&layout.names[index], raw, problem))
         };
         out.user.push(intern(&mut users, layout.user)?);
         out.item.push(intern(&mut items, layout.item)?);
@@ -185,7 +217,11 @@ pub fn read_csv(path: &Path) -> Result<Interactions> {
         }
         let raw_ts = &record[layout.timestamp];
         let ts = parse_timestamp(raw_ts).ok_or_else(|| {
-            at.at(&layout.names[layout.timestamp], raw_ts, "expected non-negative integer Unix epoch seconds")
+            at.at(
+                &layout.names[layout.timestamp],
+                raw_ts,
+                "expected non-negative integer Unix epoch seconds",
+            )
         })?;
         out.timestamp.push(ts);
         if let Some(index) = layout.event_value {
@@ -197,7 +233,13 @@ pub fn read_csv(path: &Path) -> Result<Interactions> {
                     .ok()
                     .and_then(|s| s.trim().parse::<f32>().ok())
                     .filter(|v| v.is_finite())
-                    .ok_or_else(|| at.at(&layout.names[index], raw, "expected a finite number or an empty field"))?
+                    .ok_or_else(|| {
+                        at.at(
+                            &layout.names[index],
+                            raw,
+                            "expected a finite number or an empty field",
+                        )
+                    })?
             };
             out.event_value.push(value);
         }
@@ -211,7 +253,12 @@ pub fn read_csv(path: &Path) -> Result<Interactions> {
             message: "header only; expected at least one data row".into(),
         });
     }
-    check_last_record_quotes(path, &file_name, last_record_start, reader.position().line())?;
+    check_last_record_quotes(
+        path,
+        &file_name,
+        last_record_start,
+        reader.position().line(),
+    )?;
     let n = out.user.len();
     if !out.has_event_type {
         out.event_type = vec![0; n];
@@ -232,9 +279,12 @@ pub fn read_csv(path: &Path) -> Result<Interactions> {
 /// case: an odd number of quotes in the final record.
 fn check_last_record_quotes(path: &Path, file_name: &str, start: u64, line: u64) -> Result<()> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    file.seek(SeekFrom::Start(start)).map_err(|e| Error::io(path, e))?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| Error::io(path, e))?;
     let mut tail = Vec::new();
-    file.take(1 << 20).read_to_end(&mut tail).map_err(|e| Error::io(path, e))?;
+    file.take(1 << 20)
+        .read_to_end(&mut tail)
+        .map_err(|e| Error::io(path, e))?;
     if tail.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
         return Err(Error::Schema {
             file: file_name.to_owned(),
@@ -253,10 +303,14 @@ mod tests {
     use std::io::Write;
 
     fn load(text: &[u8]) -> Result<Interactions> {
-        let dir = std::env::temp_dir().join(format!("hrnn-csv-{}-{}", std::process::id(), rand_suffix()));
+        let dir =
+            std::env::temp_dir().join(format!("hrnn-csv-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("x.csv");
-        std::fs::File::create(&path).unwrap().write_all(text).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text)
+            .unwrap();
         let result = read_csv(&path);
         std::fs::remove_dir_all(&dir).ok();
         result
@@ -274,7 +328,8 @@ mod tests {
 
     #[test]
     fn reads_rows_and_interns_ids() {
-        let data = load(b"user_id,Item_Id,TIMESTAMP,EXTRA\nu1,a,10,x\nu2,b,5,y\nu1,b,7,z\n").unwrap();
+        let data =
+            load(b"user_id,Item_Id,TIMESTAMP,EXTRA\nu1,a,10,x\nu2,b,5,y\nu1,b,7,z\n").unwrap();
         assert_eq!(data.user, vec![0, 1, 0]);
         assert_eq!(data.item, vec![0, 1, 1]);
         assert_eq!(data.timestamp, vec![10, 5, 7]);
@@ -285,8 +340,14 @@ mod tests {
 
     #[test]
     fn optional_columns() {
-        let data = load(b"USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,EVENT_VALUE\nu,a,1,click,\nu,b,2,buy,2.5\n").unwrap();
-        assert_eq!(*data.event_types, vec!["click".to_owned(), "buy".to_owned()]);
+        let data = load(
+            b"USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,EVENT_VALUE\nu,a,1,click,\nu,b,2,buy,2.5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            *data.event_types,
+            vec!["click".to_owned(), "buy".to_owned()]
+        );
         assert!(data.event_value[0].is_nan());
         assert_eq!(data.event_value[1], 2.5);
     }
@@ -294,7 +355,10 @@ mod tests {
     #[test]
     fn errors_name_line_column_value() {
         let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,1\nu,b,12x\n");
-        assert!(m.contains("line 3") && m.contains("TIMESTAMP") && m.contains("12x"), "{m}");
+        assert!(
+            m.contains("line 3") && m.contains("TIMESTAMP") && m.contains("12x"),
+            "{m}"
+        );
         let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,-1\n");
         assert!(m.contains("non-negative"), "{m}");
         let m = message(b"USER_ID,ITEM_ID\nu,a\n");
@@ -304,7 +368,10 @@ mod tests {
         let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\n");
         assert!(m.contains("header only"), "{m}");
         let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,1,2\n");
-        assert!(m.contains("expected 3 fields") && m.contains("line 2"), "{m}");
+        assert!(
+            m.contains("expected 3 fields") && m.contains("line 2"),
+            "{m}"
+        );
         let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\n,a,1\n");
         assert!(m.contains("USER_ID") && m.contains("non-empty"), "{m}");
         let long = format!("USER_ID,ITEM_ID,TIMESTAMP\n{},a,1\n", "x".repeat(257));
@@ -323,7 +390,10 @@ mod tests {
 
     #[test]
     fn exactly_256_chars_is_fine_and_bom_is_stripped() {
-        let text = format!("\u{feff}USER_ID,ITEM_ID,TIMESTAMP\n{},a,1\n", "é".repeat(256));
+        let text = format!(
+            "\u{feff}USER_ID,ITEM_ID,TIMESTAMP\n{},a,1\n",
+            "é".repeat(256)
+        );
         assert_eq!(load(text.as_bytes()).unwrap().len(), 1);
     }
 }

@@ -42,13 +42,20 @@ fn sorted_lengths(lengths: &[u32]) -> Vec<u32> {
 
 fn check_percentile(name: &str, p: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&p) {
-        return Err(Error::invalid_argument(name, format!("expected a value in [0, 1], found {p}")));
+        return Err(Error::invalid_argument(
+            name,
+            format!("expected a value in [0, 1], found {p}"),
+        ));
     }
     Ok(())
 }
 
 /// The history-length bounds `(q(min), q(max))` for the given percentiles.
-pub fn history_length_bounds(lengths: &[u32], min_percentile: f64, max_percentile: f64) -> Result<(f64, f64)> {
+pub fn history_length_bounds(
+    lengths: &[u32],
+    min_percentile: f64,
+    max_percentile: f64,
+) -> Result<(f64, f64)> {
     check_percentile("min_user_history_length_percentile", min_percentile)?;
     check_percentile("max_user_history_length_percentile", max_percentile)?;
     if min_percentile > max_percentile {
@@ -61,19 +68,33 @@ pub fn history_length_bounds(lengths: &[u32], min_percentile: f64, max_percentil
         return Ok((0.0, f64::INFINITY));
     }
     let sorted = sorted_lengths(lengths);
-    Ok((linear_quantile(&sorted, min_percentile), linear_quantile(&sorted, max_percentile)))
+    Ok((
+        linear_quantile(&sorted, min_percentile),
+        linear_quantile(&sorted, max_percentile),
+    ))
 }
 
 /// Drops users whose history length lies outside the percentile bounds (see the module docs).
-pub fn filter_by_history_length(data: &Interactions, min_percentile: f64, max_percentile: f64) -> Result<Interactions> {
+pub fn filter_by_history_length(
+    data: &Interactions,
+    min_percentile: f64,
+    max_percentile: f64,
+) -> Result<Interactions> {
     let lengths = data.history_lengths();
     let (lo, hi) = history_length_bounds(&lengths, min_percentile, max_percentile)?;
-    let keep_user: Vec<bool> = lengths.iter().map(|&l| f64::from(l) >= lo && f64::from(l) <= hi).collect();
+    let keep_user: Vec<bool> = lengths
+        .iter()
+        .map(|&l| f64::from(l) >= lo && f64::from(l) <= hi)
+        .collect();
     let detail = format!(
         "history length in [{lo}, {hi}] (percentiles {min_percentile}..{max_percentile} of {} users)",
         lengths.len()
     );
-    Ok(data.retain_rows("user_history_length_percentile", detail, |r| keep_user[data.user[r] as usize]))
+    Ok(
+        data.retain_rows("user_history_length_percentile", detail, |r| {
+            keep_user[data.user[r] as usize]
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -85,7 +106,10 @@ mod tests {
     fn quantile_matches_numpy_examples() {
         // numpy.quantile([1, 2, 3, 4, 10], [0, .5, .9, .99, 1]) = [1, 3, 7.6, 9.76, 10]
         let s = [1, 2, 3, 4, 10];
-        let got: Vec<f64> = [0.0, 0.5, 0.9, 0.99, 1.0].iter().map(|&p| linear_quantile(&s, p)).collect();
+        let got: Vec<f64> = [0.0, 0.5, 0.9, 0.99, 1.0]
+            .iter()
+            .map(|&p| linear_quantile(&s, p))
+            .collect();
         let want = [1.0, 3.0, 7.6, 9.76, 10.0];
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-9, "{got:?}");
@@ -94,8 +118,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_percentiles() {
-        assert!(history_length_bounds(&[1], -0.1, 0.5).unwrap_err().to_string().contains("min_user_history_length_percentile"));
-        assert!(history_length_bounds(&[1], 0.0, 1.5).unwrap_err().to_string().contains("max_user_history_length_percentile"));
+        assert!(history_length_bounds(&[1], -0.1, 0.5)
+            .unwrap_err()
+            .to_string()
+            .contains("min_user_history_length_percentile"));
+        assert!(history_length_bounds(&[1], 0.0, 1.5)
+            .unwrap_err()
+            .to_string()
+            .contains("max_user_history_length_percentile"));
         assert!(history_length_bounds(&[1], 0.6, 0.5).is_err());
     }
 

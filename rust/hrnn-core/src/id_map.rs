@@ -31,18 +31,22 @@ impl IdMap {
         self.index.get(id).copied()
     }
 
-    /// The index of `id`, inserting it when new. `id` must already be valid UTF-8 when new; the
-    /// caller validates (only new ids need checking: known ones were checked when inserted).
+    /// The index of `id`, inserting it when new. `validate` turns a new id into its text or rejects
+    /// it (`None`); known ids are not validated again (they were checked when inserted).
     #[inline]
-    pub fn intern(&mut self, id: &[u8], validate: impl FnOnce(&[u8]) -> Option<String>) -> Result<u32, ()> {
+    pub fn intern(
+        &mut self,
+        id: &[u8],
+        validate: impl FnOnce(&[u8]) -> Option<String>,
+    ) -> Option<u32> {
         if let Some(&i) = self.index.get(id) {
-            return Ok(i);
+            return Some(i);
         }
-        let text = validate(id).ok_or(())?;
+        let text = validate(id)?;
         let i = self.ids.len() as u32;
         self.index.insert(id.into(), i);
         self.ids.push(text);
-        Ok(i)
+        Some(i)
     }
 
     /// Number of distinct ids.

@@ -133,8 +133,10 @@ impl Interactions {
         for row in 0..n {
             let intern = |map: &mut IdMap, column: &str, raw: &str| -> Result<u32> {
                 let mut problem = "";
-                map.intern(raw.as_bytes(), |b| check_id(b).map_err(|m| problem = m).ok())
-                    .map_err(|()| schema(row, column, raw.as_bytes(), problem))
+                map.intern(raw.as_bytes(), |b| {
+                    check_id(b).map_err(|m| problem = m).ok()
+                })
+                .ok_or_else(|| schema(row, column, raw.as_bytes(), problem))
             };
             user.push(intern(&mut users, "USER_ID", &columns.user_id[row])?);
             item.push(intern(&mut items, "ITEM_ID", &columns.item_id[row])?);
@@ -156,7 +158,12 @@ impl Interactions {
                 let mut out = Vec::with_capacity(n);
                 for (row, &v) in values.iter().enumerate() {
                     if v.is_infinite() {
-                        return Err(schema(row, "EVENT_VALUE", v.to_string().as_bytes(), "expected a finite number or missing"));
+                        return Err(schema(
+                            row,
+                            "EVENT_VALUE",
+                            v.to_string().as_bytes(),
+                            "expected a finite number or missing",
+                        ));
                     }
                     out.push(v as f32);
                 }
@@ -271,7 +278,11 @@ impl Interactions {
     /// Personalize's training-data selection: keep only rows of `event_type` (when given) and rows
     /// whose EVENT_VALUE is ≥ `event_value_threshold` (when given; rows without a value are
     /// dropped by the threshold rule).
-    pub fn select(&self, event_type: Option<&str>, event_value_threshold: Option<f64>) -> Result<Self> {
+    pub fn select(
+        &self,
+        event_type: Option<&str>,
+        event_value_threshold: Option<f64>,
+    ) -> Result<Self> {
         let mut current = None::<Self>;
         if let Some(wanted) = event_type {
             if !self.has_event_type {
@@ -282,13 +293,18 @@ impl Interactions {
             }
             let index = self.event_types.iter().position(|t| t == wanted);
             let index = index.map_or(u32::MAX, |i| i as u32);
-            current = Some(self.retain_rows("event_type", format!("EVENT_TYPE == {wanted:?}"), |r| {
-                self.event_type[r] == index
-            }));
+            current = Some(self.retain_rows(
+                "event_type",
+                format!("EVENT_TYPE == {wanted:?}"),
+                |r| self.event_type[r] == index,
+            ));
         }
         if let Some(threshold) = event_value_threshold {
             if !threshold.is_finite() {
-                return Err(Error::invalid_argument("event_value_threshold", format!("expected a finite number, found {threshold}")));
+                return Err(Error::invalid_argument(
+                    "event_value_threshold",
+                    format!("expected a finite number, found {threshold}"),
+                ));
             }
             if !self.has_event_value {
                 return Err(Error::invalid_argument(

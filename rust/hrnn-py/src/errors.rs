@@ -7,9 +7,17 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
 /// Loads an exception class from `hrnn.exceptions` once, then serves it from a cache.
-fn exception_class<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyType>>, name: &str) -> PyResult<Bound<'py, PyType>> {
+fn exception_class<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyType>> {
     cell.get_or_try_init(py, || -> PyResult<Py<PyType>> {
-        Ok(py.import("hrnn.exceptions")?.getattr(name)?.cast_into::<PyType>()?.unbind())
+        Ok(py
+            .import("hrnn.exceptions")?
+            .getattr(name)?
+            .cast_into::<PyType>()?
+            .unbind())
     })
     .map(|class| class.bind(py).clone())
 }

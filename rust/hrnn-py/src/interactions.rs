@@ -20,7 +20,9 @@ pub struct Interactions {
 
 impl Interactions {
     fn wrap(inner: hrnn_core::Interactions) -> Self {
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 }
 
@@ -29,7 +31,8 @@ impl Interactions {
     /// Reads a CSV file (streaming, in Rust).
     #[staticmethod]
     fn from_csv(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        py.detached(|| hrnn_core::csv_reader::read_csv(&path)).map(Self::wrap)
+        py.detached(|| hrnn_core::csv_reader::read_csv(&path))
+            .map(Self::wrap)
     }
 
     /// Builds interactions from columns.
@@ -120,7 +123,15 @@ impl Interactions {
         self.inner
             .drops
             .iter()
-            .map(|d| (d.rule.clone(), d.detail.clone(), d.rows_dropped, d.users_dropped, d.items_dropped))
+            .map(|d| {
+                (
+                    d.rule.clone(),
+                    d.detail.clone(),
+                    d.rows_dropped,
+                    d.users_dropped,
+                    d.items_dropped,
+                )
+            })
             .collect()
     }
 
@@ -149,30 +160,56 @@ impl Interactions {
     /// Rows per user, by user index.
     fn history_lengths<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<u32>>> {
         let inner = Arc::clone(&self.inner);
-        Ok(py.detached(move || Ok(inner.history_lengths()))?.into_pyarray(py))
+        Ok(py
+            .detached(move || Ok(inner.history_lengths()))?
+            .into_pyarray(py))
     }
 
     /// The (min, max) history-length bounds for the given percentiles.
-    fn history_length_bounds(&self, py: Python<'_>, min_percentile: f64, max_percentile: f64) -> PyResult<(f64, f64)> {
+    fn history_length_bounds(
+        &self,
+        py: Python<'_>,
+        min_percentile: f64,
+        max_percentile: f64,
+    ) -> PyResult<(f64, f64)> {
         let inner = Arc::clone(&self.inner);
-        py.detached(move || history_length_bounds(&inner.history_lengths(), min_percentile, max_percentile))
+        py.detached(move || {
+            history_length_bounds(&inner.history_lengths(), min_percentile, max_percentile)
+        })
     }
 
     /// Personalize's training-data selection by event type and event-value threshold.
     #[pyo3(signature = (event_type=None, event_value_threshold=None))]
-    fn select(&self, py: Python<'_>, event_type: Option<String>, event_value_threshold: Option<f64>) -> PyResult<Self> {
+    fn select(
+        &self,
+        py: Python<'_>,
+        event_type: Option<String>,
+        event_value_threshold: Option<f64>,
+    ) -> PyResult<Self> {
         let inner = Arc::clone(&self.inner);
-        py.detached(move || inner.select(event_type.as_deref(), event_value_threshold)).map(Self::wrap)
+        py.detached(move || inner.select(event_type.as_deref(), event_value_threshold))
+            .map(Self::wrap)
     }
 
     /// Drops users outside the history-length percentile bounds.
-    fn filter_by_history_length(&self, py: Python<'_>, min_percentile: f64, max_percentile: f64) -> PyResult<Self> {
+    fn filter_by_history_length(
+        &self,
+        py: Python<'_>,
+        min_percentile: f64,
+        max_percentile: f64,
+    ) -> PyResult<Self> {
         let inner = Arc::clone(&self.inner);
-        py.detached(move || filter_by_history_length(&inner, min_percentile, max_percentile)).map(Self::wrap)
+        py.detached(move || filter_by_history_length(&inner, min_percentile, max_percentile))
+            .map(Self::wrap)
     }
 
     /// Keeps the rows where `mask` is true, recording the drop under `rule`.
-    fn subset(&self, py: Python<'_>, mask: PyReadonlyArray1<'_, bool>, rule: String) -> PyResult<Self> {
+    fn subset(
+        &self,
+        py: Python<'_>,
+        mask: PyReadonlyArray1<'_, bool>,
+        rule: String,
+    ) -> PyResult<Self> {
         let mask = mask.as_slice()?;
         if mask.len() != self.inner.len() {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
@@ -182,7 +219,10 @@ impl Interactions {
             )));
         }
         let inner = Arc::clone(&self.inner);
-        py.detached(move || Ok(inner.retain_rows(&rule, "rows chosen by a mask".into(), |r| mask[r]))).map(Self::wrap)
+        py.detached(move || {
+            Ok(inner.retain_rows(&rule, "rows chosen by a mask".into(), |r| mask[r]))
+        })
+        .map(Self::wrap)
     }
 
     /// Raises InsufficientDataError below Personalize's minimum.
@@ -192,7 +232,11 @@ impl Interactions {
     }
 
     /// Sessionizes; returns (dict of numpy arrays, num_sessions).
-    fn sessionize<'py>(&self, py: Python<'py>, session_timeout: i64) -> PyResult<(Bound<'py, PyDict>, usize)> {
+    fn sessionize<'py>(
+        &self,
+        py: Python<'py>,
+        session_timeout: i64,
+    ) -> PyResult<(Bound<'py, PyDict>, usize)> {
         let inner = Arc::clone(&self.inner);
         let s = py.detached(move || sessionize(&inner, session_timeout))?;
         let out = PyDict::new(py);

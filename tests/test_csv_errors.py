@@ -1,0 +1,68 @@
+"""Every malformed CSV raises SchemaError naming the file, line, column and value — never a crash."""
+
+from __future__ import annotations
+
+import pytest
+
+from hrnn import Interactions, SchemaError
+
+HEADER = "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,EVENT_VALUE\n"
+
+CASES = [
+    # (id, content, expected fragments of the message)
+    ("empty file", b"", ["line 1", "empty file"]),
+    ("header only", HEADER.encode(), ["line 2", "header only"]),
+    ("missing column", b"USER_ID,ITEM_ID\nu,a\n", ["line 1", "TIMESTAMP", "missing required column"]),
+    ("duplicate column", b"USER_ID,user_id,ITEM_ID,TIMESTAMP\nu,u,a,1\n", ["USER_ID", "found it 2 times"]),
+    (
+        "too many fields",
+        (HEADER + "u,a,1,click,1\nu,a,1,click,1,9\n").encode(),
+        ["line 3", "expected 5 fields"],
+    ),
+    ("too few fields", (HEADER + "u,a,1\n").encode(), ["line 2", "found 3"]),
+    ("non-integer timestamp", (HEADER + "u,a,1.5,click,\n").encode(), ["line 2", "TIMESTAMP", '"1.5"']),
+    ("text timestamp", (HEADER + "u,a,yesterday,click,\n").encode(), ["TIMESTAMP", "yesterday"]),
+    ("negative timestamp", (HEADER + "u,a,-3,click,\n").encode(), ["TIMESTAMP", '"-3"', "non-negative"]),
+    ("empty timestamp", (HEADER + "u,a,,click,\n").encode(), ["TIMESTAMP", "line 2"]),
+    ("empty user", (HEADER + ",a,1,click,\n").encode(), ["USER_ID", "non-empty"]),
+    ("empty item", (HEADER + "u,,1,click,\n").encode(), ["ITEM_ID", "non-empty"]),
+    ("empty event type", (HEADER + "u,a,1,,\n").encode(), ["EVENT_TYPE", "non-empty"]),
+    ("long id", (HEADER + "u" * 257 + ",a,1,click,\n").encode(), ["USER_ID", "at most 256"]),
+    ("non-numeric value", (HEADER + "u,a,1,click,lots\n").encode(), ["EVENT_VALUE", "lots"]),
+    ("infinite value", (HEADER + "u,a,1,click,inf\n").encode(), ["EVENT_VALUE", "finite"]),
+    ("invalid utf-8", HEADER.encode() + b"u\xc3\x28,a,1,click,\n", ["USER_ID", "UTF-8", "line 2"]),
+    ("nul byte", HEADER.encode() + b"u\x00,a,1,click,\n", ["USER_ID", "NUL"]),
+    ("quote left open at end", (HEADER + 'u,a,1,click,\n"v,b,2,click,\n').encode(), ["line 3"]),
+    ("quote left open inside", (HEADER + 'u,"a,1,click,\nv,b,2,click,\nw,c,3,click,\n').encode(), ["line 2"]),
+]
+
+
+@pytest.mark.parametrize(("content", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_malformed_csv_raises_schema_error(write_csv, content, fragments):
+    path = write_csv(content)
+    with pytest.raises(SchemaError) as info:
+        Interactions.from_csv(path)
+    message = str(info.value)
+    assert message.startswith(str(path)), message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_256_character_ids_and_quoted_fields_are_fine(write_csv):
+    text = HEADER + "é" * 256 + ',"a,b",1,click,\n' + 'u,"x ""y""",2,click, 3.5 \n'
+    data = Interactions.from_csv(write_csv(text))
+    assert data.item_ids == ["a,b", 'x "y"'] and len(data.user_ids[0]) == 256
+    assert data.columns()["event_value"][1] == 3.5
+
+
+def test_blank_trailing_lines_and_crlf_are_accepted(write_csv):
+    data = Interactions.from_csv(write_csv("USER_ID,ITEM_ID,TIMESTAMP\r\nu,a,1\r\nu,b,2\r\n\r\n"))
+    assert len(data) == 2 and data.item_ids == ["a", "b"]
+
+
+def test_large_file_is_streamed(write_csv, tmp_path):
+    # 200k rows: enough to cross many read buffers; values checked at both ends.
+    rows = "".join(f"u{i % 997},i{i % 503},{i}\n" for i in range(200_000))
+    data = Interactions.from_csv(write_csv("USER_ID,ITEM_ID,TIMESTAMP\n" + rows))
+    assert len(data) == 200_000 and data.num_users == 997 and data.num_items == 503
+    assert data.columns()["timestamp"][-1] == 199_999
