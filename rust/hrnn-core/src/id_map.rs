@@ -1,11 +1,11 @@
 //! String id ↔ dense index maps. Indices are assigned in order of first appearance.
 
-use rustc_hash::FxHashMap;
+use crate::id_table::IdTable;
 
 /// Assigns dense `u32` indices to string ids, in order of first appearance.
 #[derive(Debug, Clone, Default)]
 pub struct IdMap {
-    index: FxHashMap<Box<[u8]>, u32>,
+    index: IdTable,
     ids: Vec<String>,
 }
 
@@ -15,12 +15,13 @@ impl IdMap {
         Self::default()
     }
 
-    /// A map over `ids`, which must be distinct.
+    /// A map over `ids` (a repeated id keeps its first index; the empty id is never found).
     pub fn from_ids(ids: Vec<String>) -> Self {
-        let mut index = FxHashMap::default();
-        index.reserve(ids.len());
+        let mut index = IdTable::with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
-            index.insert(id.as_bytes().into(), i as u32);
+            if index.get(id.as_bytes()).is_none() && !id.is_empty() {
+                index.insert_new(id.as_bytes(), i as u32);
+            }
         }
         Self { index, ids }
     }
@@ -28,7 +29,7 @@ impl IdMap {
     /// The index of `id`, if known.
     #[inline]
     pub fn get(&self, id: &[u8]) -> Option<u32> {
-        self.index.get(id).copied()
+        self.index.get(id)
     }
 
     /// The index of `id`, inserting it when new. `validate` turns a new id into its text or rejects
@@ -39,12 +40,12 @@ impl IdMap {
         id: &[u8],
         validate: impl FnOnce(&[u8]) -> Option<String>,
     ) -> Option<u32> {
-        if let Some(&i) = self.index.get(id) {
+        if let Some(i) = self.index.get(id) {
             return Some(i);
         }
         let text = validate(id)?;
         let i = self.ids.len() as u32;
-        self.index.insert(id.into(), i);
+        self.index.insert_new(id, i);
         self.ids.push(text);
         Some(i)
     }

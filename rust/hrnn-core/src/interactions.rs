@@ -80,7 +80,7 @@ pub struct Columns<'a> {
 const ARRAYS: &str = "<arrays>";
 
 /// Checks an id field: 1–256 characters, no NUL, no line break.
-pub(crate) fn check_id(raw: &[u8]) -> std::result::Result<String, &'static str> {
+pub(crate) fn check_id(raw: &[u8]) -> std::result::Result<&str, &'static str> {
     if raw.is_empty() {
         return Err("expected a non-empty id");
     }
@@ -94,7 +94,7 @@ pub(crate) fn check_id(raw: &[u8]) -> std::result::Result<String, &'static str> 
     if text.chars().count() > MAX_ID_CHARS {
         return Err("expected at most 256 characters");
     }
-    Ok(text.to_owned())
+    Ok(text)
 }
 
 impl Interactions {
@@ -134,7 +134,7 @@ impl Interactions {
             let intern = |map: &mut IdMap, column: &str, raw: &str| -> Result<u32> {
                 let mut problem = "";
                 map.intern(raw.as_bytes(), |b| {
-                    check_id(b).map_err(|m| problem = m).ok()
+                    check_id(b).map(str::to_owned).map_err(|m| problem = m).ok()
                 })
                 .ok_or_else(|| schema(row, column, raw.as_bytes(), problem))
             };

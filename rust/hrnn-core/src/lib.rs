@@ -1,10 +1,12 @@
 //! hrnn-core: the pure-Rust core of hrnn, a session-aware recommender in the style of Amazon
 //! Personalize's aws-hrnn recipe. No Python here: the `hrnn-py` crate binds this to Python.
 
+mod csv_block;
 pub mod csv_reader;
 pub mod error;
 pub mod history_filter;
 pub mod id_map;
+pub mod id_table;
 pub mod interactions;
 pub mod sessions;
 

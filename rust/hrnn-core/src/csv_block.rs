@@ -1,0 +1,375 @@
+//! Parsing one block of whole CSV records, independently of the other blocks.
+//!
+//! The reader (`csv_reader`) cuts the file into blocks that end at a record boundary, then parses
+//! blocks in parallel. Each block interns its ids locally (first-appearance order within the
+//! block); the reader merges the local ids into the global maps block by block, in file order, so
+//! global indices keep the order of first appearance in the file. Blocks without a quote character
+//! take a fast path (split on `,` and `\n`); blocks with quotes go through the `csv` crate.
+
+use std::borrow::Cow;
+
+use memchr::{memchr, memchr_iter};
+
+use crate::id_table::IdTable;
+use crate::interactions::check_id;
+
+/// Where each schema column sits in a record, and the record width.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub user: usize,
+    pub item: usize,
+    pub timestamp: usize,
+    pub event_type: Option<usize>,
+    pub event_value: Option<usize>,
+    pub width: usize,
+}
+
+/// Ids interned within one block, in order of first appearance there.
+#[derive(Default)]
+pub(crate) struct LocalIds<'a> {
+    index: IdTable,
+    /// The distinct ids (validated UTF-8 text), by local index.
+    pub ids: Vec<Cow<'a, [u8]>>,
+}
+
+impl<'a> LocalIds<'a> {
+    fn intern(&mut self, raw: Cow<'a, [u8]>) -> Result<u32, &'static str> {
+        if let Some(i) = self.index.get(&raw) {
+            return Ok(i);
+        }
+        check_id(&raw)?;
+        let i = self.ids.len() as u32;
+        self.index.insert_new(&raw, i);
+        self.ids.push(raw);
+        Ok(i)
+    }
+}
+
+/// A problem found in a block: line relative to the block's first line (0-based).
+#[derive(Debug)]
+pub(crate) struct BlockError {
+    pub line: u64,
+    /// Column index in the record, or `None` for a record-level problem.
+    pub column: Option<usize>,
+    pub value: Vec<u8>,
+    pub message: String,
+}
+
+/// The rows of one block, with block-local id indices.
+#[derive(Default)]
+pub(crate) struct BlockRows<'a> {
+    pub users: LocalIds<'a>,
+    pub items: LocalIds<'a>,
+    pub types: LocalIds<'a>,
+    pub user: Vec<u32>,
+    pub item: Vec<u32>,
+    pub event_type: Vec<u32>,
+    pub timestamp: Vec<i64>,
+    pub event_value: Vec<f32>,
+    /// Physical lines in the block (its `\n` count).
+    pub lines: u64,
+    /// The first problem, if any (rows after it are not parsed).
+    pub error: Option<BlockError>,
+}
+
+/// Parses a non-negative integer of ASCII digits (Unix epoch seconds).
+pub(crate) fn parse_timestamp(raw: &[u8]) -> Option<i64> {
+    let digits = raw.strip_prefix(b"+").unwrap_or(raw);
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(b - b'0');
+    }
+    Some(value)
+}
+
+fn parse_event_value(raw: &[u8]) -> Option<f32> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Some(f32::NAN);
+    }
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.trim().parse::<f32>().ok())
+        .filter(|v| v.is_finite())
+}
+
+impl<'a> BlockRows<'a> {
+    /// Records the first problem of the block; returns false so callers can stop.
+    fn fail(&mut self, line: u64, column: usize, value: &[u8], message: &str) -> bool {
+        self.error = Some(BlockError {
+            line,
+            column: Some(column),
+            value: value.to_vec(),
+            message: message.to_owned(),
+        });
+        false
+    }
+
+    /// Adds one record; `field(i)` returns field `i`. Returns false after recording an error.
+    fn push_record(
+        &mut self,
+        layout: &Layout,
+        line: u64,
+        field: impl Fn(usize) -> Cow<'a, [u8]>,
+    ) -> bool {
+        let user_raw = field(layout.user);
+        let user = match self.users.intern(user_raw.clone()) {
+            Ok(i) => i,
+            Err(m) => return self.fail(line, layout.user, &user_raw, m),
+        };
+        let item_raw = field(layout.item);
+        let item = match self.items.intern(item_raw.clone()) {
+            Ok(i) => i,
+            Err(m) => return self.fail(line, layout.item, &item_raw, m),
+        };
+        let ts_raw = field(layout.timestamp);
+        let Some(ts) = parse_timestamp(&ts_raw) else {
+            return self.fail(
+                line,
+                layout.timestamp,
+                &ts_raw,
+                "expected non-negative integer Unix epoch seconds",
+            );
+        };
+        if let Some(column) = layout.event_type {
+            let raw = field(column);
+            match self.types.intern(raw.clone()) {
+                Ok(i) => self.event_type.push(i),
+                Err(m) => return self.fail(line, column, &raw, m),
+            }
+        }
+        if let Some(column) = layout.event_value {
+            let raw = field(column);
+            match parse_event_value(&raw) {
+                Some(v) => self.event_value.push(v),
+                None => {
+                    return self.fail(
+                        line,
+                        column,
+                        &raw,
+                        "expected a finite number or an empty field",
+                    )
+                }
+            }
+        }
+        self.user.push(user);
+        self.item.push(item);
+        self.timestamp.push(ts);
+        true
+    }
+
+    fn record_error(&mut self, line: u64, value: &[u8], message: String) {
+        self.error = Some(BlockError {
+            line,
+            column: None,
+            value: value.to_vec(),
+            message,
+        });
+    }
+}
+
+/// Parses `block` (whole records only; it starts outside quotes).
+pub(crate) fn parse_block<'a>(block: &'a [u8], layout: &Layout) -> BlockRows<'a> {
+    let lines = memchr_iter(b'\n', block).count() as u64;
+    let mut rows = BlockRows {
+        lines,
+        ..BlockRows::default()
+    };
+    let expected = lines as usize + 1;
+    rows.user.reserve(expected);
+    rows.item.reserve(expected);
+    rows.timestamp.reserve(expected);
+    if layout.event_type.is_some() {
+        rows.event_type.reserve(expected);
+    }
+    if layout.event_value.is_some() {
+        rows.event_value.reserve(expected);
+    }
+    if memchr(b'"', block).is_none() {
+        parse_plain(block, layout, &mut rows);
+    } else {
+        parse_quoted(block, layout, &mut rows);
+    }
+    rows
+}
+
+/// Fast path: no quotes anywhere in the block, so `,` and `\n` always separate.
+fn parse_plain<'a>(block: &'a [u8], layout: &Layout, rows: &mut BlockRows<'a>) {
+    let mut fields: Vec<(usize, usize)> = Vec::with_capacity(layout.width + 1);
+    let mut field_start = 0;
+    let mut record_start = 0;
+    let mut line = 0u64;
+    let mut finish =
+        |fields: &mut Vec<(usize, usize)>, record_start: usize, end: usize, line: u64| -> bool {
+            let mut last_end = end;
+            if last_end > record_start && block[last_end - 1] == b'\r' {
+                last_end -= 1;
+            }
+            let last = fields.len() - 1;
+            fields[last].1 = fields[last].1.min(last_end).max(fields[last].0);
+            let blank = fields.len() == 1 && fields[0].0 == fields[0].1;
+            if blank {
+                return true;
+            }
+            if fields.len() != layout.width {
+                let message = format!(
+                    "expected {} fields as in the header, found {}",
+                    layout.width,
+                    fields.len()
+                );
+                rows.record_error(line, &block[record_start..last_end], message);
+                return false;
+            }
+            rows.push_record(layout, line, |i| {
+                Cow::Borrowed(&block[fields[i].0..fields[i].1])
+            })
+        };
+    // A plain byte loop: separators are a few bytes apart, too dense for memchr to pay off.
+    for (pos, &byte) in block.iter().enumerate() {
+        if byte != b',' && byte != b'\n' {
+            continue;
+        }
+        fields.push((field_start, pos));
+        field_start = pos + 1;
+        if byte == b'\n' {
+            if !finish(&mut fields, record_start, pos, line) {
+                return;
+            }
+            fields.clear();
+            record_start = field_start;
+            line += 1;
+        }
+    }
+    if record_start < block.len() {
+        fields.push((field_start, block.len()));
+        finish(&mut fields, record_start, block.len(), line);
+    }
+}
+
+/// Quoted fields: the `csv` crate does the unquoting.
+fn parse_quoted<'a>(block: &'a [u8], layout: &Layout, rows: &mut BlockRows<'a>) {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(block);
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(error) => {
+                let line = error.position().map_or(0, |p| p.line().saturating_sub(1));
+                rows.record_error(line, b"", format!("unreadable CSV: {error}"));
+                return;
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line().saturating_sub(1));
+        if record.len() == 1 && record[0].is_empty() {
+            continue;
+        }
+        if record.len() != layout.width {
+            let message = format!(
+                "expected {} fields as in the header, found {}",
+                layout.width,
+                record.len()
+            );
+            rows.record_error(line, record.as_slice(), message);
+            return;
+        }
+        let fields: Vec<Vec<u8>> = record.iter().map(<[u8]>::to_vec).collect();
+        if !rows.push_record(layout, line, |i| Cow::Owned(fields[i].clone())) {
+            return;
+        }
+    }
+}
+
+/// The end of the last whole record in `buf` that starts outside quotes, given that `buf` starts
+/// outside quotes: an index just past a `\n`, or `None` when `buf` holds no whole record.
+pub(crate) fn last_record_end(buf: &[u8]) -> Option<usize> {
+    if memchr(b'"', buf).is_none() {
+        return memchr::memrchr(b'\n', buf).map(|i| i + 1);
+    }
+    let mut inside = false;
+    let mut end = None;
+    for (i, &b) in buf.iter().enumerate() {
+        match b {
+            b'"' => inside = !inside,
+            b'\n' if !inside => end = Some(i + 1),
+            _ => {}
+        }
+    }
+    end
+}
+
+/// The 0-based line (relative to `buf`) where a quote left open at the end of `buf` was opened.
+pub(crate) fn open_quote_line(buf: &[u8]) -> Option<u64> {
+    let mut inside = false;
+    let mut line = 0u64;
+    let mut opened_at = 0u64;
+    for &b in buf {
+        match b {
+            b'"' => {
+                inside = !inside;
+                if inside {
+                    opened_at = line;
+                }
+            }
+            b'\n' => line += 1,
+            _ => {}
+        }
+    }
+    inside.then_some(opened_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout {
+            user: 0,
+            item: 1,
+            timestamp: 2,
+            event_type: None,
+            event_value: None,
+            width: 3,
+        }
+    }
+
+    #[test]
+    fn plain_and_quoted_paths_agree() {
+        let plain = b"u,a,1\nv,b,2\r\n\nu,b,3\n";
+        let quoted = b"\"u\",a,1\nv,\"b\",2\r\n\nu,b,3\n";
+        for block in [&plain[..], &quoted[..]] {
+            let rows = parse_block(block, &layout());
+            assert!(rows.error.is_none());
+            assert_eq!(rows.user, vec![0, 1, 0]);
+            assert_eq!(rows.item, vec![0, 1, 1]);
+            assert_eq!(rows.timestamp, vec![1, 2, 3]);
+            assert_eq!(rows.lines, 4);
+        }
+    }
+
+    #[test]
+    fn cuts_only_outside_quotes() {
+        assert_eq!(last_record_end(b"a,b\nc,d"), Some(4));
+        assert_eq!(last_record_end(b"a,\"b\nc\",d\ne"), Some(10));
+        assert_eq!(last_record_end(b"a,\"b\nc"), None);
+        assert_eq!(open_quote_line(b"a,b\nc,\"d\ne"), Some(1));
+        assert_eq!(open_quote_line(b"a,\"b\"\n"), None);
+    }
+
+    #[test]
+    fn errors_carry_the_block_line() {
+        let rows = parse_block(b"u,a,1\nu,a,x\n", &layout());
+        let error = rows.error.unwrap();
+        assert_eq!((error.line, error.column), (1, Some(2)));
+        let rows = parse_block(b"u,a,1\n\nu,a\n", &layout());
+        assert_eq!(rows.error.unwrap().line, 2);
+    }
+}
