@@ -18,7 +18,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 def benchmarks_enabled(config: pytest.Config) -> bool:
     """True when timing is on (``--benchmark-enable``/``--benchmark-only`` override the suite's disable)."""
-    if config.getoption("benchmark_enable", default=False) or config.getoption("benchmark_only", default=False):
+    enable = config.getoption("benchmark_enable", default=False)
+    if enable or config.getoption("benchmark_only", default=False):
         return True
     return not config.getoption("benchmark_disable", default=True)
 

@@ -4,6 +4,8 @@ Training runs in torch (``pip install hrnn[train]``); loading, filtering, sessio
 run in Rust with numpy alone.
 """
 
+from typing import TYPE_CHECKING
+
 from hrnn._hrnn import __version__
 from hrnn.exceptions import (
     EventError,
@@ -13,10 +15,19 @@ from hrnn.exceptions import (
     SchemaError,
 )
 from hrnn.interactions import DEFAULT_SESSION_TIMEOUT, DataReport, DropRule, Interactions
+from hrnn.recommender import BatchRecommendations, Recommender
 from hrnn.sessions import Sessions
+from hrnn.trained_model import TrainedModel
+from hrnn.training import train
+
+if TYPE_CHECKING:  # loaded lazily at run time, see __getattr__
+    from hrnn import evaluation
+    from hrnn.evaluation import evaluate
+    from hrnn.tuning import tune
 
 __all__ = [
     "DEFAULT_SESSION_TIMEOUT",
+    "BatchRecommendations",
     "DataReport",
     "DropRule",
     "EventError",
@@ -24,7 +35,30 @@ __all__ = [
     "InsufficientDataError",
     "Interactions",
     "ModelFormatError",
+    "Recommender",
     "SchemaError",
     "Sessions",
+    "TrainedModel",
     "__version__",
+    "evaluate",
+    "evaluation",
+    "train",
+    "tune",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # evaluation and HPO load lazily: `import hrnn` stays numpy-only (no torch, no optuna)
+    if name == "evaluation":
+        import importlib
+
+        return importlib.import_module("hrnn.evaluation")
+    if name == "evaluate":
+        from hrnn.evaluation import evaluate
+
+        return evaluate
+    if name == "tune":
+        from hrnn.tuning import tune
+
+        return tune
+    raise AttributeError(f"module 'hrnn' has no attribute {name!r}")

@@ -1,13 +1,16 @@
 # Type stubs of the private extension module hrnn._hrnn (checked with `python -m mypy.stubtest hrnn._hrnn`).
 from os import PathLike
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
 
+__all__ = ["Interactions", "Recommender", "SessionKnnIndex", "__version__", "read_event_log"]
+
 __version__: str
 
 # ---- interactions (rust/hrnn-py/src/interactions.rs) ----------------------------------------------
+@final
 class Interactions:
     @staticmethod
     def from_csv(path: str | PathLike[str]) -> Interactions: ...
@@ -60,3 +63,79 @@ class Interactions:
     def subset(self, mask: npt.NDArray[np.bool_], rule: str) -> Interactions: ...
     def check_minimum(self) -> None: ...
     def sessionize(self, session_timeout: int) -> tuple[dict[str, Any], int]: ...
+
+# ---- baselines (rust/hrnn-py/src/baselines.rs) ---------------------------------------------------
+@final
+class SessionKnnIndex:
+    def __new__(
+        cls,
+        session_offsets: npt.NDArray[np.int64],
+        items: npt.NDArray[np.uint32],
+        timestamps: npt.NDArray[np.int64],
+        num_items: int,
+    ) -> SessionKnnIndex: ...
+    @property
+    def num_items(self) -> int: ...
+    @property
+    def num_sessions(self) -> int: ...
+    def recommend(
+        self,
+        history_offsets: npt.NDArray[np.int64],
+        history_items: npt.NDArray[np.int64],
+        query_time: npt.NDArray[np.int64],
+        num_results: int,
+        *,
+        exclude_seen: bool,
+        neighbours: int,
+        sample_size: int,
+        context_length: int,
+        position_decay: float,
+        recency_half_life: float,
+        neighbour_position_decay: float,
+        idf: bool,
+        popularity_backfill: float,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]: ...
+
+# ---- recommender (rust/hrnn-py/src/recommender.rs) ------------------------------------------------
+@final
+class Recommender:
+    @staticmethod
+    def load(model_dir: str | PathLike[str], event_log: str | PathLike[str] | None = None) -> Recommender: ...
+    def recommend(
+        self,
+        user_id: str,
+        num_results: int = 25,
+        exclude_seen: bool = False,
+        exclude_items: list[str] | None = None,
+        include_items: list[str] | None = None,
+        at: float | None = None,
+    ) -> list[tuple[str, float]]: ...
+    def recommend_batch(
+        self,
+        user_ids: list[str],
+        num_results: int = 25,
+        exclude_seen: bool = False,
+        exclude_items: list[str] | None = None,
+        at: float | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    def put_events(self, session_id: str, events: object, user_id: str | None = None) -> int: ...
+    def history(self, user_id: str) -> list[str]: ...
+    def state(self, user_id: str) -> tuple[npt.NDArray[np.float32], float | None] | None: ...
+    def scores(self, user_id: str, at: float | None = None) -> npt.NDArray[np.float32] | None: ...
+    def stats(self) -> dict[str, int]: ...
+    @property
+    def item_ids(self) -> list[str]: ...
+    @property
+    def event_types(self) -> list[str]: ...
+    @property
+    def num_items(self) -> int: ...
+    @property
+    def hidden_dimension(self) -> int: ...
+    @property
+    def session_timeout(self) -> int: ...
+    @property
+    def isa(self) -> str: ...
+
+def read_event_log(
+    path: str | PathLike[str],
+) -> tuple[list[str], list[str], npt.NDArray[np.int64], list[str], npt.NDArray[np.float64], int]: ...

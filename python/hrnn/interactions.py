@@ -162,6 +162,29 @@ class Interactions:
         )
 
     @classmethod
+    def from_event_log(cls, path: str | os.PathLike[str]) -> Interactions:
+        """Reads the event log of a :class:`hrnn.Recommender` (``event_log=``) as interactions.
+
+        Each logged event with an item becomes a row: ``USER_ID`` is its user id (the session id
+        for anonymous events), ``ITEM_ID`` its item, ``TIMESTAMP`` its ``sent_at`` rounded down to
+        whole seconds, ``EVENT_TYPE`` and ``EVENT_VALUE`` (NaN where absent) its own. Events without
+        an item are skipped. A torn last record is ignored (the file is not modified). The log is
+        read in Rust.
+
+        Args:
+            path: the event log.
+
+        Returns:
+            The interactions, in log order.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            OSError: the log is corrupt before its last record, or not an hrnn event log.
+        """
+        users, items, timestamps, event_types, event_values, _torn = _hrnn.read_event_log(os.fspath(path))
+        return cls(_hrnn.Interactions.from_arrays(users, items, timestamps, event_types, event_values))
+
+    @classmethod
     def from_pandas(cls, frame: pd.DataFrame) -> Interactions:
         """Builds interactions from a DataFrame with the schema's columns (case-insensitive).
 

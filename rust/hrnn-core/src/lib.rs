@@ -1,8 +1,10 @@
 //! hrnn-core: the pure-Rust core of hrnn, a session-aware recommender in the style of Amazon
 //! Personalize's aws-hrnn recipe. No Python here: the `hrnn-py` crate binds this to Python.
 
+pub mod baselines;
 mod csv_block;
 pub mod csv_reader;
+pub mod engine;
 pub mod error;
 pub mod history_filter;
 pub mod id_map;

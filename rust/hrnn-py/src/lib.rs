@@ -1,8 +1,10 @@
 //! `hrnn._hrnn`: the thin PyO3 layer over hrnn-core. Type conversion, GIL release and error
 //! mapping only; every algorithm lives in hrnn-core.
 
+mod baselines;
 mod errors;
 mod interactions;
+mod recommender;
 
 use pyo3::prelude::*;
 
@@ -12,7 +14,11 @@ mod _hrnn {
     use pyo3::prelude::*;
 
     #[pymodule_export]
+    use super::baselines::SessionKnnIndex;
+    #[pymodule_export]
     use super::interactions::Interactions;
+    #[pymodule_export]
+    use super::recommender::{read_event_log, Recommender};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,0 +1,235 @@
+"""Scoring, side by side: hrnn's Rust engine vs torch eager, onnxruntime and numpy on the same
+weights (H = 43, 100k items, top-25 when run by ``python benches/ratios.py -k recommend``; a tiny
+catalogue inside the normal test run). Every competitor computes the same thing from the user's
+state: the readout gate, logits over the whole catalogue, softmax and the top 25.
+
+Single queries run on one thread for everyone; batches of 256 use both cores for everyone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+import hrnn
+
+H, K, BATCH = 43, 25, 256
+SESSION_TIMEOUT = 1800
+
+
+@pytest.fixture(scope="module")
+def weights(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A random model directory plus its numpy weights (100k items when benchmarking)."""
+    config = request.config
+    benchmarking = bool(config.getoption("benchmark_enable", default=False)) or bool(
+        config.getoption("benchmark_only", default=False)
+    )
+    n = 100_000 if benchmarking else 2_000
+    users = BATCH
+    rng = np.random.default_rng(0)
+
+    def w(*shape: int, scale: float = 0.3) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    tensors = {
+        "item_embedding": w(n, H),
+        "event_type_embedding": w(1, H),
+        "discount.weight": w(H, H + 2),
+        "discount.bias": w(H),
+        "gru.weight_ih": w(3 * H, H + 2),
+        "gru.weight_hh": w(3 * H, H),
+        "gru.bias_ih": w(3 * H),
+        "gru.bias_hh": w(3 * H),
+        "readout.weight": w(H, 2),
+        "readout.bias": w(H),
+        "output.weight": w(n, H, scale=0.5),
+        "output.bias": w(n),
+        "items.popularity": rng.integers(0, 1000, n).astype(np.int64),
+        "users.state": w(users, H, scale=1.0),
+        "users.last_timestamp": np.full(users, 1_700_000_000, dtype=np.int64),
+        "users.history_offsets": np.arange(users + 1, dtype=np.int64),
+        "users.history_items": rng.integers(0, n, users).astype(np.int32),
+    }
+    meta = {
+        "format": "hrnn-model",
+        "format_version": 1,
+        "hyperparameters": {
+            "hidden_dimension": H,
+            "bptt": 32,
+            "recency_mask": True,
+            "min_user_history_length_percentile": 0.0,
+            "max_user_history_length_percentile": 0.99,
+        },
+        "training": {},
+        "session_timeout": SESSION_TIMEOUT,
+        "history_limit": 100,
+        "item_ids": [f"item{j}" for j in range(n)],
+        "event_types": ["click"],
+        "user_ids": [f"user{u}" for u in range(users)],
+        "data_summary": {},
+        "hrnn_version": "bench",
+    }
+    path = tmp_path_factory.mktemp("recommend") / "model"
+    path.mkdir()
+    save_file(tensors, str(path / "model.safetensors"))
+    (path / "model.json").write_text(json.dumps(meta))
+    return {"path": path, "tensors": tensors, "users": meta["user_ids"]}
+
+
+@pytest.fixture(scope="module")
+def rec(weights: dict[str, Any]) -> hrnn.Recommender:
+    return hrnn.Recommender.load(weights["path"])
+
+
+def _gate(t: dict[str, np.ndarray]) -> np.ndarray:
+    """σ(W_q τ_q + b_q) at Δq = 0 (the `at=None` query), as every competitor applies it."""
+    return 1.0 / (1.0 + np.exp(-t["readout.bias"]))
+
+
+# ----- batch of 1 ---------------------------------------------------------------------------------
+@pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
+def test_hrnn_recommend(benchmark: Any, rec: hrnn.Recommender, weights: dict[str, Any]) -> None:
+    top = benchmark(rec.recommend, "user7", K)
+    assert len(top) == min(K, rec.num_items)
+
+
+@pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
+def test_numpy_recommend(benchmark: Any, weights: dict[str, Any], rec: hrnn.Recommender) -> None:
+    t = weights["tensors"]
+    gate, out_w, out_b, h = _gate(t), t["output.weight"], t["output.bias"], t["users.state"][7]
+
+    def score() -> tuple[np.ndarray, np.ndarray]:
+        logits = out_w @ (gate * h) + out_b
+        e = np.exp(logits - logits.max())
+        scores = e / e.sum()
+        top = np.argpartition(-scores, K)[:K]
+        top = top[np.argsort(-scores[top])]
+        return top, scores[top]
+
+    top, _ = benchmark(score)
+    assert [f"item{j}" for j in top] == [i for i, _ in rec.recommend("user7", K)]
+
+
+@pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
+def test_torch_eager_recommend(benchmark: Any, weights: dict[str, Any]) -> None:
+    torch = pytest.importorskip("torch")
+    t = weights["tensors"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out_w, out_b = torch.from_numpy(t["output.weight"]), torch.from_numpy(t["output.bias"])
+        read_w, read_b = torch.from_numpy(t["readout.weight"]), torch.from_numpy(t["readout.bias"])
+        h, tau = torch.from_numpy(t["users.state"][7]), torch.zeros(2)
+
+        def score() -> Any:
+            with torch.inference_mode():
+                o = torch.sigmoid(read_w @ tau + read_b) * h
+                return torch.topk(torch.softmax(out_w @ o + out_b, dim=0), K)
+
+        benchmark(score)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _onnx_session(t: dict[str, np.ndarray], threads: int) -> Any:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = t["output.weight"].shape[0]
+    nodes = [
+        helper.make_node("MatMul", ["tau", "readout_wt"], ["pre"]),
+        helper.make_node("Add", ["pre", "readout_b"], ["pre_b"]),
+        helper.make_node("Sigmoid", ["pre_b"], ["gate"]),
+        helper.make_node("Mul", ["gate", "h"], ["o"]),
+        helper.make_node("MatMul", ["o", "output_wt"], ["logits0"]),
+        helper.make_node("Add", ["logits0", "output_b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["scores"], axis=-1),
+        helper.make_node("TopK", ["scores", "k"], ["top_scores", "top_items"], axis=-1),
+    ]
+    inits = [
+        numpy_helper.from_array(np.ascontiguousarray(t["readout.weight"].T), "readout_wt"),
+        numpy_helper.from_array(t["readout.bias"], "readout_b"),
+        numpy_helper.from_array(np.ascontiguousarray(t["output.weight"].T), "output_wt"),
+        numpy_helper.from_array(t["output.bias"], "output_b"),
+        numpy_helper.from_array(np.array([K], dtype=np.int64), "k"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "hrnn_scoring",
+        [
+            helper.make_tensor_value_info("h", TensorProto.FLOAT, ["batch", H]),
+            helper.make_tensor_value_info("tau", TensorProto.FLOAT, ["batch", 2]),
+        ],
+        [
+            helper.make_tensor_value_info("top_scores", TensorProto.FLOAT, ["batch", K]),
+            helper.make_tensor_value_info("top_items", TensorProto.INT64, ["batch", K]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert n > K
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
+def test_onnxruntime_recommend(benchmark: Any, weights: dict[str, Any], rec: hrnn.Recommender) -> None:
+    t = weights["tensors"]
+    session = _onnx_session(t, threads=1)
+    feeds = {"h": t["users.state"][7:8], "tau": np.zeros((1, 2), dtype=np.float32)}
+    scores, items = benchmark(session.run, None, feeds)
+    assert [f"item{j}" for j in items[0]] == [i for i, _ in rec.recommend("user7", K)]
+    np.testing.assert_allclose(scores[0], [s for _, s in rec.recommend("user7", K)], rtol=1e-4)
+
+
+# ----- batch of 256 -------------------------------------------------------------------------------
+@pytest.mark.benchmark(group="recommend: 256 users, top-25 (2 threads)")
+def test_hrnn_recommend_batch(benchmark: Any, rec: hrnn.Recommender, weights: dict[str, Any]) -> None:
+    batch = benchmark(rec.recommend_batch, weights["users"], K)
+    assert batch.item_indices.shape == (BATCH, K)
+
+
+@pytest.mark.benchmark(group="recommend: 256 users, top-25 (2 threads)")
+def test_onnxruntime_recommend_batch(benchmark: Any, weights: dict[str, Any], rec: hrnn.Recommender) -> None:
+    t = weights["tensors"]
+    session = _onnx_session(t, threads=2)
+    feeds = {"h": t["users.state"], "tau": np.zeros((BATCH, 2), dtype=np.float32)}
+    _, items = benchmark(session.run, None, feeds)
+    np.testing.assert_array_equal(items[:4], rec.recommend_batch(weights["users"][:4], K).item_indices)
+
+
+@pytest.mark.benchmark(group="recommend: 256 users, top-25 (2 threads)")
+def test_torch_eager_recommend_batch(benchmark: Any, weights: dict[str, Any]) -> None:
+    torch = pytest.importorskip("torch")
+    t = weights["tensors"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out_w, out_b = torch.from_numpy(t["output.weight"]), torch.from_numpy(t["output.bias"])
+        gate = torch.from_numpy(_gate(t))
+        h = torch.from_numpy(t["users.state"])
+
+        def score() -> Any:
+            with torch.inference_mode():
+                return torch.topk(torch.softmax((gate * h) @ out_w.T + out_b, dim=1), K, dim=1)
+
+        benchmark(score)
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ----- real-time events ---------------------------------------------------------------------------
+@pytest.mark.benchmark(group="put_events: 100 events per call (per call)")
+def test_hrnn_put_events(benchmark: Any, rec: hrnn.Recommender) -> None:
+    events = [
+        {"event_type": "click", "sent_at": 1_700_000_100 + i, "item_id": f"item{i}"} for i in range(100)
+    ]
+    accepted = benchmark(rec.put_events, user_id="user3", session_id="s", events=events)
+    assert accepted == 100

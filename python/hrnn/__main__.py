@@ -1,0 +1,5 @@
+"""``python -m hrnn``: the command line."""
+
+from hrnn.cli import main
+
+raise SystemExit(main())

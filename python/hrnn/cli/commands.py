@@ -1,0 +1,105 @@
+"""The handlers of the ``hrnn`` subcommands (argument → library call → output)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from hrnn.cli import inspect_data, serving
+
+logger = logging.getLogger("hrnn.cli")
+
+_TRAIN_FLAGS = (
+    "hidden_dimension",
+    "bptt",
+    "recency_mask",
+    "min_user_history_length_percentile",
+    "max_user_history_length_percentile",
+    "event_type",
+    "event_value_threshold",
+    "session_timeout",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+)
+
+
+def training_kwargs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """Train and tune keyword arguments from --config and the flags (flags win), and perform_hpo."""
+    from hrnn.solution_config import SolutionConfig, load_solution_config
+
+    config = load_solution_config(args.config) if args.config else SolutionConfig()
+    kwargs = dict(config.train_kwargs)
+    for name in _TRAIN_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            kwargs[name] = value
+    kwargs["device"] = args.device
+    kwargs["seed"] = args.seed
+    kwargs["progress"] = not args.quiet
+    tune = dict(config.tune_kwargs)
+    if getattr(args, "max_trials", None) is not None:
+        tune["max_trials"] = args.max_trials
+    return kwargs, tune, bool(args.perform_hpo or config.perform_hpo)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import hrnn
+
+    data = hrnn.Interactions.from_csv(args.interactions)
+    kwargs, tune_kwargs, perform_hpo = training_kwargs(args)
+    if perform_hpo:
+        fixed = {k: v for k, v in kwargs.items() if k not in {"device", "seed", "progress"}}
+        result = hrnn.tune(data, fixed=fixed, seed=kwargs["seed"], **tune_kwargs)
+        print(result)
+        kwargs.update(result.best_config)
+    model = hrnn.train(data, **kwargs)
+    path = model.save(args.out)
+    print(f"model written to {path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import hrnn
+
+    data = hrnn.Interactions.from_csv(args.interactions)
+    test = hrnn.Interactions.from_csv(args.test) if args.test else None
+    kwargs, _, _ = training_kwargs(args)
+    baselines = tuple(b for b in args.baselines.split(",") if b)
+    seed = kwargs.pop("seed")
+    kwargs.pop("progress")
+    report = hrnn.evaluate(
+        data, protocol=args.protocol, test=test, config=kwargs, baselines=baselines, seed=seed,
+        exclude_seen=args.exclude_seen, progress=not args.quiet,
+    )  # fmt: skip
+    print(report.to_json() if args.json else report)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hrnn.cli.demo import run_demo
+
+    return run_demo(seed=args.seed, epochs=args.epochs, out=args.out, progress=not args.quiet)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    return inspect_data.run(args)
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": cmd_demo,
+    "inspect": _inspect,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "recommend": serving.cmd_recommend,
+    "batch-recommend": serving.cmd_batch_recommend,
+    "put-events": serving.cmd_put_events,
+}
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for one output line."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

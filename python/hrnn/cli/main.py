@@ -1,0 +1,174 @@
+"""The ``hrnn`` command line: argument parsing, dispatch, and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from hrnn import __version__
+
+__all__ = ["build_parser", "main"]
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults in --help and keeps descriptions' line breaks."""
+
+
+def _percentile_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--min-user-history-length-percentile",
+        type=float,
+        default=0.0,
+        help="drop users whose history is shorter than this percentile of lengths [0, 1]",
+    )
+    parser.add_argument(
+        "--max-user-history-length-percentile",
+        type=float,
+        default=0.99,
+        help="drop users whose history is longer than this percentile of lengths [0, 1]",
+    )
+
+
+def _training_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("aws-hrnn hyperparameters")
+    group.add_argument(
+        "--hidden-dimension", type=int, default=None, help="hidden state size [32, 256] (default 43)"
+    )
+    group.add_argument(
+        "--bptt", type=int, default=None, help="back-propagation-through-time window [2, 32] (default 32)"
+    )
+    group.add_argument(
+        "--no-recency-mask", dest="recency_mask", action="store_false", default=None,
+        help="weight all training targets equally (default: recent ones weigh more)",
+    )  # fmt: skip
+    group = parser.add_argument_group("featurization and data selection")
+    group.add_argument(
+        "--min-user-history-length-percentile", type=float, default=None, help="[0, 1] (default 0.0)"
+    )
+    group.add_argument(
+        "--max-user-history-length-percentile", type=float, default=None, help="[0, 1] (default 0.99)"
+    )
+    group.add_argument("--event-type", default=None, help="train only on this EVENT_TYPE (default: all)")
+    group.add_argument(
+        "--event-value-threshold", type=float, default=None, help="keep rows with EVENT_VALUE >= this"
+    )
+    group.add_argument(
+        "--session-timeout", type=int, default=None, help="seconds of inactivity that end a session (1800)"
+    )
+    group = parser.add_argument_group("training")
+    group.add_argument(
+        "--epochs", type=int, default=None, help="maximum epochs (early stopping may end sooner)"
+    )
+    group.add_argument("--batch-size", type=int, default=None, help="users trained in parallel per step")
+    group.add_argument("--learning-rate", type=float, default=None, help="Adam learning rate")
+    group.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'")
+    group.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights on CPU)")
+    group.add_argument(
+        "--config", default=None, help="Personalize solutionConfig JSON (CreateSolution shape)"
+    )
+    group.add_argument(
+        "--perform-hpo", action="store_true", help="tune hyperparameters with optuna before training"
+    )
+    group.add_argument("--max-trials", type=int, default=None, help="HPO trials (default 20)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="hrnn",
+        description="Session-aware hierarchical recurrent recommender (the aws-hrnn recipe as a library).",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"hrnn {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="train on a bundled synthetic log, evaluate, update in real time",
+                       formatter_class=_Formatter)  # fmt: skip
+    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic log and of training")
+    p.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
+    p.add_argument("--out", default=None, help="also keep the trained model directory here")
+
+    p = sub.add_parser("inspect", help="counts, time range, event types, history-length distribution",
+                       formatter_class=_Formatter)  # fmt: skip
+    p.add_argument(
+        "interactions", help="interactions CSV (USER_ID, ITEM_ID, TIMESTAMP[, EVENT_TYPE, EVENT_VALUE])"
+    )
+    _percentile_flags(p)
+    p.add_argument(
+        "--plot", default=None, metavar="PATH.png", help="write a histogram PNG (needs hrnn[plot])"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    p = sub.add_parser("train", help="train a model and save its directory", formatter_class=_Formatter)
+    p.add_argument("interactions", help="interactions CSV")
+    p.add_argument("--out", required=True, help="model directory to write (atomically)")
+    _training_flags(p)
+
+    p = sub.add_parser("evaluate", help="train and evaluate against baselines (offline metrics)",
+                       formatter_class=_Formatter)  # fmt: skip
+    p.add_argument("interactions", help="interactions CSV (or the train file of --test)")
+    p.add_argument(
+        "--protocol", default="holdout-last", help="split",
+        choices=["personalize", "holdout-last", "next-item", "global-time"],
+    )  # fmt: skip
+    p.add_argument("--test", default=None, help="explicit test CSV (next-item protocol, e.g. RSC15)")
+    p.add_argument("--baselines", default="popularity,sknn", help="comma-separated baselines ('' for none)")
+    p.add_argument("--exclude-seen", action="store_true", help="never recommend items already in a history")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _training_flags(p)
+
+    p = sub.add_parser("recommend", help="recommendations for one user (GetRecommendations)",
+                       formatter_class=_Formatter)  # fmt: skip
+    p.add_argument("model_dir")
+    p.add_argument("--user-id", required=True)
+    p.add_argument("--item-id", default=None, help="accepted and ignored, as in aws-hrnn")
+    p.add_argument("--num-results", type=int, default=25, help="[1, 500]")
+    p.add_argument("--exclude-seen", action="store_true", help="drop items in the user's history")
+    p.add_argument("--event-log", default=None, help="replay this real-time event log first")
+    p.add_argument("--json", action="store_true", help="print Personalize's response JSON")
+
+    p = sub.add_parser("batch-recommend", help="batch inference job: JSON lines in, JSON lines out",
+                       formatter_class=_Formatter)  # fmt: skip
+    p.add_argument("model_dir")
+    p.add_argument("--input", required=True, help='JSON lines of {"userId": "..."}')
+    p.add_argument("--output", required=True, help="JSON lines written here (atomically)")
+    p.add_argument("--num-results", type=int, default=25, help="[1, 500]")
+    p.add_argument("--event-log", default=None, help="replay this real-time event log first")
+    p.add_argument("--chunk-size", type=int, default=4096, help="users scored per batch")
+
+    p = sub.add_parser(
+        "put-events", help="replay PutEvents payloads (camelCase JSON lines) into an event log",
+        formatter_class=_Formatter,
+    )  # fmt: skip
+    p.add_argument("model_dir")
+    p.add_argument("--event-log", required=True, help="append-only event log (created if missing)")
+    p.add_argument("--input", required=True, help="JSON lines, each a PutEvents request")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; returns the exit code (0 ok, 1 error, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from hrnn.cli import commands
+
+    handler = commands.HANDLERS[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("hrnn: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"hrnn {args.command}: error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,351 @@
+"""The model directory contract (docs/format.md, format version 1), written and read in one place.
+
+A model directory holds ``model.json`` (metadata) and ``model.safetensors`` (every tensor). This
+module is the Python side of the contract: the tensor names, dtypes and shapes below are the ones
+the Rust loader (``rust/hrnn-core/src/engine/model_dir.rs``) expects. It needs numpy and the
+``safetensors`` package, never torch.
+
+``H`` = hidden_dimension, ``N`` = items, ``K`` = event types, ``U`` = training users, ``R`` = total
+length of the stored recent histories.
+
+=========================== ===== ========== =========================================================
+tensor                      dtype shape      meaning
+=========================== ===== ========== =========================================================
+``item_embedding``          F32   [N, H]     ``E``
+``event_type_embedding``    F32   [K, H]     ``K``
+``discount.weight``         F32   [H, H+2]   ``W_d``; columns ``0..H``: ``x``, ``H``: ``c``, ``H+1``: ``s``
+``discount.bias``           F32   [H]        ``b_d``
+``gru.weight_ih``           F32   [3H, H+2]  ``W_ih``, gate order r, z, n
+``gru.weight_hh``           F32   [3H, H]    ``W_hh``, gate order r, z, n
+``gru.bias_ih``             F32   [3H]       ``b_ih``
+``gru.bias_hh``             F32   [3H]       ``b_hh``
+``readout.weight``          F32   [H, 2]     ``W_q``; column 0 on ``c_q``, column 1 on ``s_q``
+``readout.bias``            F32   [H]        ``b_q``
+``output.weight``           F32   [N, H]     ``O`` (in full even when tied)
+``output.bias``             F32   [N]        ``b_o``
+``items.popularity``        I64   [N]        distinct training users per item
+``users.state``             F32   [U, H]     ``h_T`` of each training user
+``users.last_timestamp``    I64   [U]        Unix seconds of each user's last training event
+``users.history_offsets``   I64   [U+1]      CSR offsets into ``users.history_items``
+``users.history_items``     I32   [R]        most recent ≤ ``history_limit`` item indices, oldest first
+=========================== ===== ========== =========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hrnn.exceptions import ModelFormatError
+
+__all__ = [
+    "DISCOUNT_BIAS",
+    "DISCOUNT_WEIGHT",
+    "EVENT_TYPE_EMBEDDING",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "GRU_BIAS_HH",
+    "GRU_BIAS_IH",
+    "GRU_WEIGHT_HH",
+    "GRU_WEIGHT_IH",
+    "HISTORY_LIMIT",
+    "ITEMS_POPULARITY",
+    "ITEM_EMBEDDING",
+    "METADATA_FILE",
+    "OUTPUT_BIAS",
+    "OUTPUT_WEIGHT",
+    "READOUT_BIAS",
+    "READOUT_WEIGHT",
+    "TENSORS_FILE",
+    "TENSOR_NAMES",
+    "USERS_HISTORY_ITEMS",
+    "USERS_HISTORY_OFFSETS",
+    "USERS_LAST_TIMESTAMP",
+    "USERS_STATE",
+    "ModelDir",
+    "read_model_dir",
+    "write_model_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "hrnn-model"
+FORMAT_VERSION = 1
+METADATA_FILE = "model.json"
+TENSORS_FILE = "model.safetensors"
+#: Most recent items stored per training user.
+HISTORY_LIMIT = 100
+
+ITEM_EMBEDDING = "item_embedding"
+EVENT_TYPE_EMBEDDING = "event_type_embedding"
+DISCOUNT_WEIGHT = "discount.weight"
+DISCOUNT_BIAS = "discount.bias"
+GRU_WEIGHT_IH = "gru.weight_ih"
+GRU_WEIGHT_HH = "gru.weight_hh"
+GRU_BIAS_IH = "gru.bias_ih"
+GRU_BIAS_HH = "gru.bias_hh"
+READOUT_WEIGHT = "readout.weight"
+READOUT_BIAS = "readout.bias"
+OUTPUT_WEIGHT = "output.weight"
+OUTPUT_BIAS = "output.bias"
+ITEMS_POPULARITY = "items.popularity"
+USERS_STATE = "users.state"
+USERS_LAST_TIMESTAMP = "users.last_timestamp"
+USERS_HISTORY_OFFSETS = "users.history_offsets"
+USERS_HISTORY_ITEMS = "users.history_items"
+
+# name -> (dtype, shape in symbols); symbols: H, N, K, U, R and the expressions below.
+_SPEC: dict[str, tuple[np.dtype[Any], tuple[str, ...]]] = {
+    ITEM_EMBEDDING: (np.dtype(np.float32), ("N", "H")),
+    EVENT_TYPE_EMBEDDING: (np.dtype(np.float32), ("K", "H")),
+    DISCOUNT_WEIGHT: (np.dtype(np.float32), ("H", "H+2")),
+    DISCOUNT_BIAS: (np.dtype(np.float32), ("H",)),
+    GRU_WEIGHT_IH: (np.dtype(np.float32), ("3H", "H+2")),
+    GRU_WEIGHT_HH: (np.dtype(np.float32), ("3H", "H")),
+    GRU_BIAS_IH: (np.dtype(np.float32), ("3H",)),
+    GRU_BIAS_HH: (np.dtype(np.float32), ("3H",)),
+    READOUT_WEIGHT: (np.dtype(np.float32), ("H", "2")),
+    READOUT_BIAS: (np.dtype(np.float32), ("H",)),
+    OUTPUT_WEIGHT: (np.dtype(np.float32), ("N", "H")),
+    OUTPUT_BIAS: (np.dtype(np.float32), ("N",)),
+    ITEMS_POPULARITY: (np.dtype(np.int64), ("N",)),
+    USERS_STATE: (np.dtype(np.float32), ("U", "H")),
+    USERS_LAST_TIMESTAMP: (np.dtype(np.int64), ("U",)),
+    USERS_HISTORY_OFFSETS: (np.dtype(np.int64), ("U+1",)),
+    USERS_HISTORY_ITEMS: (np.dtype(np.int32), ("R",)),
+}
+
+#: Every tensor of format version 1, in the order of docs/format.md.
+TENSOR_NAMES: tuple[str, ...] = tuple(_SPEC)
+
+_REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": str,
+    "format_version": int,
+    "hyperparameters": dict,
+    "training": dict,
+    "session_timeout": int,
+    "history_limit": int,
+    "item_ids": list,
+    "event_types": list,
+    "user_ids": list,
+    "data_summary": dict,
+    "hrnn_version": str,
+}
+
+_HYPERPARAMETER_FIELDS = (
+    "hidden_dimension",
+    "bptt",
+    "recency_mask",
+    "min_user_history_length_percentile",
+    "max_user_history_length_percentile",
+)
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """A model directory read back into memory (numpy arrays + the parsed ``model.json``)."""
+
+    tensors: dict[str, npt.NDArray[Any]]
+    meta: dict[str, Any]
+
+
+def _dims(tensors: Mapping[str, npt.NDArray[Any]], meta: Mapping[str, Any], where: str) -> dict[str, int]:
+    hyper = meta["hyperparameters"]
+    h = hyper.get("hidden_dimension")
+    if not isinstance(h, int) or isinstance(h, bool) or h <= 0:
+        raise ModelFormatError(
+            f"{where}: field hyperparameters.hidden_dimension: expected a positive int, found {h!r}"
+        )
+    r = tensors[USERS_HISTORY_ITEMS].shape[0] if USERS_HISTORY_ITEMS in tensors else 0
+    n, k, u = len(meta["item_ids"]), len(meta["event_types"]), len(meta["user_ids"])
+    return {"H": h, "H+2": h + 2, "3H": 3 * h, "2": 2, "N": n, "K": k, "U": u, "U+1": u + 1, "R": int(r)}
+
+
+def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
+    for name, kind in _REQUIRED_FIELDS.items():
+        if name not in meta:
+            raise ModelFormatError(f"{where}: missing field {name!r}")
+        value = meta[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ModelFormatError(f"{where}: field {name!r}: expected {kind}, found {type(value).__name__}")
+    if meta["format"] != FORMAT_NAME:
+        raise ModelFormatError(f"{where}: field 'format': expected {FORMAT_NAME!r}, found {meta['format']!r}")
+    if meta["format_version"] > FORMAT_VERSION or meta["format_version"] < 1:
+        raise ModelFormatError(
+            f"{where}: field 'format_version': this hrnn reads versions 1..{FORMAT_VERSION}, "
+            f"found {meta['format_version']}"
+        )
+    for name in _HYPERPARAMETER_FIELDS:
+        if name not in meta["hyperparameters"]:
+            raise ModelFormatError(f"{where}: missing field 'hyperparameters.{name}'")
+    for name in ("item_ids", "event_types", "user_ids"):
+        ids = meta[name]
+        if not all(isinstance(v, str) for v in ids):
+            raise ModelFormatError(f"{where}: field {name!r}: expected a list of strings")
+        if len(set(ids)) != len(ids):
+            raise ModelFormatError(f"{where}: field {name!r}: ids must be distinct")
+    if not meta["event_types"]:
+        raise ModelFormatError(f"{where}: field 'event_types': expected at least one entry")
+    if meta["session_timeout"] < 0:
+        raise ModelFormatError(
+            f"{where}: field 'session_timeout': expected ≥ 0, found {meta['session_timeout']}"
+        )
+    if meta["history_limit"] < 0:
+        raise ModelFormatError(f"{where}: field 'history_limit': expected ≥ 0, found {meta['history_limit']}")
+
+
+def _validate_tensors(tensors: Mapping[str, npt.NDArray[Any]], meta: Mapping[str, Any], where: str) -> None:
+    missing = [name for name in TENSOR_NAMES if name not in tensors]
+    if missing:
+        raise ModelFormatError(f"{where}: missing tensor(s) {', '.join(missing)}")
+    dims = _dims(tensors, meta, where)
+    for name, (dtype, symbols) in _SPEC.items():
+        array = tensors[name]
+        expected = tuple(dims[s] for s in symbols)
+        if array.dtype != dtype:
+            raise ModelFormatError(f"{where}: tensor {name}: expected dtype {dtype}, found {array.dtype}")
+        if array.shape != expected:
+            raise ModelFormatError(
+                f"{where}: tensor {name}: expected shape {list(expected)} "
+                f"({', '.join(symbols)}), found {list(array.shape)}"
+            )
+        if dtype == np.float32 and not np.all(np.isfinite(array)):
+            raise ModelFormatError(f"{where}: tensor {name}: contains non-finite values")
+    n = dims["N"]
+    offsets = tensors[USERS_HISTORY_OFFSETS]
+    if offsets[0] != 0 or offsets[-1] != dims["R"] or np.any(np.diff(offsets) < 0):
+        raise ModelFormatError(
+            f"{where}: tensor {USERS_HISTORY_OFFSETS}: expected non-decreasing offsets from 0 to {dims['R']}"
+        )
+    items = tensors[USERS_HISTORY_ITEMS]
+    if items.size and (items.min() < 0 or items.max() >= n):
+        raise ModelFormatError(f"{where}: tensor {USERS_HISTORY_ITEMS}: item indices must lie in [0, {n})")
+    if np.any(np.diff(offsets) > meta["history_limit"]):
+        raise ModelFormatError(
+            f"{where}: tensor {USERS_HISTORY_OFFSETS}: a history is longer than history_limit "
+            f"({meta['history_limit']})"
+        )
+    if np.any(tensors[ITEMS_POPULARITY] < 0):
+        raise ModelFormatError(f"{where}: tensor {ITEMS_POPULARITY}: counts must be ≥ 0")
+
+
+def _fsync_dir(path: Path) -> None:
+    # Directory fsync makes the rename durable; some platforms (Windows) cannot open directories.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_model_dir(
+    path: str | os.PathLike[str], tensors: Mapping[str, npt.NDArray[Any]], meta: Mapping[str, Any]
+) -> Path:
+    """Writes a model directory atomically after validating it against the contract.
+
+    The files go into a temporary sibling directory, are fsynced, and the directory is renamed to
+    ``path``; an existing directory at ``path`` is replaced only once the new one is complete.
+
+    Args:
+        path: the model directory to create or replace.
+        tensors: every tensor of :data:`TENSOR_NAMES` as numpy arrays of the documented dtype/shape.
+        meta: the ``model.json`` object (JSON-serializable).
+
+    Returns:
+        The path of the written directory.
+
+    Raises:
+        ModelFormatError: a tensor or field that does not match docs/format.md.
+        NotADirectoryError: ``path`` exists and is not a directory.
+    """
+    from safetensors.numpy import save
+
+    target = Path(path)
+    where = f"{target}"
+    _validate_meta(meta, where + "/" + METADATA_FILE)
+    _validate_tensors(tensors, meta, where + "/" + TENSORS_FILE)
+    extra = sorted(set(tensors) - set(TENSOR_NAMES))
+    if extra:
+        raise ModelFormatError(f"{where}/{TENSORS_FILE}: unknown tensor(s) {', '.join(extra)}")
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{target}: exists and is not a directory")
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:12]
+    tmp = target.parent / f".{target.name}.tmp-{tag}"
+    old = target.parent / f".{target.name}.old-{tag}"
+    tmp.mkdir()
+    try:
+        arrays = {name: np.ascontiguousarray(tensors[name]) for name in TENSOR_NAMES}
+        _write_file(tmp / TENSORS_FILE, save(arrays, metadata={"format": FORMAT_NAME}))
+        text = json.dumps(meta, indent=1, ensure_ascii=False, allow_nan=False)
+        _write_file(tmp / METADATA_FILE, text.encode("utf-8"))
+        _fsync_dir(tmp)
+        if target.exists():
+            os.rename(target, old)
+        os.rename(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not target.exists():
+            os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    logger.info("wrote model directory %s", target)
+    return target
+
+
+def read_model_dir(path: str | os.PathLike[str]) -> ModelDir:
+    """Reads and validates a model directory into numpy arrays.
+
+    Args:
+        path: a directory written by :func:`write_model_dir`.
+
+    Returns:
+        The tensors and metadata.
+
+    Raises:
+        FileNotFoundError: the directory or one of its files is missing.
+        ModelFormatError: a file that does not match docs/format.md (names the file and tensor/field).
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    root = Path(path)
+    meta_path, tensors_path = root / METADATA_FILE, root / TENSORS_FILE
+    for file in (meta_path, tensors_path):
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: missing (not a model directory written by hrnn?)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFormatError(f"{meta_path}: not valid UTF-8 JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise ModelFormatError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")
+    _validate_meta(meta, str(meta_path))
+    try:
+        tensors = load(tensors_path.read_bytes())
+    except SafetensorError as e:
+        raise ModelFormatError(f"{tensors_path}: not a valid safetensors file ({e})") from e
+    _validate_tensors(tensors, meta, str(tensors_path))
+    return ModelDir(tensors=dict(tensors), meta=meta)

@@ -1,0 +1,276 @@
+"""In-process recommendations from a trained model (Amazon Personalize's GetRecommendations and
+PutEvents, as a library): scoring and per-user state updates run in Rust with the GIL released."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from hrnn import _hrnn
+
+__all__ = ["BatchRecommendations", "Recommender"]
+
+logger = logging.getLogger(__name__)
+
+
+class BatchRecommendations(NamedTuple):
+    """What :meth:`Recommender.recommend_batch` returns.
+
+    Attributes:
+        item_indices: int64 ``[n, k]``, item indices best first; ``-1`` pads rows that have fewer
+            than ``k`` items left after exclusions. Map them with :meth:`Recommender.item_ids_of`.
+        scores: float32 ``[n, k]``, the matching scores (``0`` in padded slots).
+    """
+
+    item_indices: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float32]
+
+
+def _id_list(values: Iterable[Any] | None, name: str) -> list[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):
+        raise TypeError(f"{name}: expected a list of item ids, found a single str {values!r}")
+    return [str(v) for v in values]
+
+
+class Recommender:
+    """A trained model serving recommendations, with per-user state kept current by events.
+
+    The model is immutable and shared; each user's recurrent state lives in a sharded, locked map
+    in Rust, so any number of Python threads may call :meth:`recommend`, :meth:`recommend_batch`
+    and :meth:`put_events` at once — every call releases the GIL.
+
+    Users are looked up by id: a training user starts from the state stored in the model, a user or
+    anonymous session seen only through :meth:`put_events` starts from ``h_0 = 0``, and anyone
+    without a state gets the popularity list.
+    """
+
+    __slots__ = ("_inner", "_item_ids")
+
+    def __init__(self, inner: _hrnn.Recommender) -> None:
+        self._inner = inner
+        self._item_ids: npt.NDArray[np.object_] | None = None
+
+    @classmethod
+    def load(
+        cls, model_dir: str | os.PathLike[str], *, event_log: str | os.PathLike[str] | None = None
+    ) -> Recommender:
+        """Loads a model directory written by :meth:`hrnn.TrainedModel.save` (docs/format.md).
+
+        Args:
+            model_dir: the directory holding ``model.json`` and ``model.safetensors``.
+            event_log: an append-only log of accepted events. Created when missing; when present,
+                its events are replayed so a restarted process has the same state. A torn last
+                record (a crash mid-write) is dropped with a logged warning.
+
+        Returns:
+            The recommender.
+
+        Raises:
+            ModelFormatError: a file that does not match docs/format.md; names the file and the
+                tensor or field.
+            FileNotFoundError: the directory or one of its files is missing.
+            OSError: the event log cannot be read or written, or is corrupt before its last record.
+        """
+        inner = _hrnn.Recommender.load(
+            os.fspath(model_dir), None if event_log is None else os.fspath(event_log)
+        )
+        dropped = inner.stats()["event_log_dropped_bytes"]
+        if dropped:
+            logger.warning(
+                "event log %s: dropped a torn last record (%d bytes); every earlier event was replayed",
+                os.fspath(event_log or ""),
+                dropped,
+            )
+        return cls(inner)
+
+    def __repr__(self) -> str:
+        return (
+            f"Recommender(items={self.num_items}, hidden_dimension={self.hidden_dimension}, "
+            f"isa={self._inner.isa!r})"
+        )
+
+    # ----- recommendations ----------------------------------------------------------------------
+    def recommend(
+        self,
+        user_id: str,
+        num_results: int = 25,
+        *,
+        item_id: str | None = None,
+        exclude_seen: bool = False,
+        exclude_items: Iterable[str] | None = None,
+        include_items: Iterable[str] | None = None,
+        at: float | None = None,
+    ) -> list[tuple[str, float]]:
+        """The best items for one user (Personalize's GetRecommendations).
+
+        Args:
+            user_id: the user id, or the session id of an anonymous session. Users without a state
+                (never seen) get the popularity list — never an error.
+            num_results: how many items, 1–500.
+            item_id: accepted for Personalize compatibility and ignored.
+            exclude_seen: drop the items in the user's recent history (training history plus
+                events, at most ``history_limit`` items).
+            exclude_items: item ids never to return (unknown ids are ignored).
+            include_items: when given, return only these items (unknown ids are ignored).
+            at: query time in Unix seconds: the state is discounted by the time elapsed since the
+                user's last event (the readout gate of docs/model.md). ``None`` = no extra
+                elapsed time.
+
+        Returns:
+            ``(item_id, score)`` pairs, best first; scores are softmax probabilities over the
+            whole catalogue (for users without a state: shares of the popularity counts).
+
+        Raises:
+            ValueError: ``num_results`` outside 1–500 or a non-finite ``at``.
+        """
+        del item_id  # Personalize's related-item parameter; this recipe does not use it
+        return self._inner.recommend(
+            str(user_id),
+            _check_num_results(num_results),
+            exclude_seen=bool(exclude_seen),
+            exclude_items=_id_list(exclude_items, "exclude_items"),
+            include_items=_id_list(include_items, "include_items"),
+            at=None if at is None else float(at),
+        )
+
+    def recommend_batch(
+        self,
+        user_ids: Sequence[str],
+        num_results: int = 25,
+        *,
+        exclude_seen: bool = False,
+        exclude_items: Iterable[str] | None = None,
+        at: float | None = None,
+    ) -> BatchRecommendations:
+        """The best items for many users at once (a blocked matrix product on every core).
+
+        Same meaning as :meth:`recommend` per user; ``exclude_items`` and ``at`` apply to every
+        user.
+
+        Args:
+            user_ids: the users (or anonymous session ids).
+            num_results: how many items per user, 1–500.
+            exclude_seen: drop each user's recent history.
+            exclude_items: item ids never to return.
+            at: query time in Unix seconds (``None`` = no extra elapsed time).
+
+        Returns:
+            Item indices and scores, ``[len(user_ids), min(num_results, num_items)]`` each.
+
+        Raises:
+            ValueError: ``num_results`` outside 1–500 or a non-finite ``at``.
+        """
+        indices, scores = self._inner.recommend_batch(
+            [str(u) for u in user_ids],
+            _check_num_results(num_results),
+            exclude_seen=bool(exclude_seen),
+            exclude_items=_id_list(exclude_items, "exclude_items"),
+            at=None if at is None else float(at),
+        )
+        return BatchRecommendations(indices, scores)
+
+    def item_ids_of(self, item_indices: npt.ArrayLike) -> npt.NDArray[np.object_]:
+        """Maps item indices (any shape) to item ids; ``-1`` padding maps to ``None``."""
+        if self._item_ids is None:
+            self._item_ids = np.asarray([*self._inner.item_ids, None], dtype=object)
+        indices = np.asarray(item_indices, dtype=np.int64)
+        if indices.size and (indices.min() < -1 or indices.max() >= self.num_items):
+            raise ValueError(
+                f"item_indices: expected values in [-1, {self.num_items}), found out-of-range values"
+            )
+        return self._item_ids[indices]
+
+    def scores(self, user_id: str, *, at: float | None = None) -> npt.NDArray[np.float32] | None:
+        """Every item's score for the user (float32 ``[num_items]``), or None without a state."""
+        return self._inner.scores(str(user_id), None if at is None else float(at))
+
+    # ----- events -------------------------------------------------------------------------------
+    def put_events(
+        self, *, user_id: str | None = None, session_id: str, events: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Records real-time events (Personalize's PutEvents) and updates the user's state.
+
+        Each event is a dict with Personalize's fields in snake_case: ``event_type`` (required,
+        1–256 characters), ``sent_at`` (required, Unix seconds), ``item_id``, ``event_value``,
+        ``event_id``, ``impression`` (a list of item ids) and ``properties`` (a JSON string or a
+        dict). Each event with a known item is one gated-cell step (``O(H²)``), so the next
+        recommendation reflects it. An event whose item the model does not know, or without an
+        item, is kept (logged, counted in :meth:`stats`) but cannot move the state. Events whose
+        ``event_id`` was seen before are ignored. With an event log, accepted events are fsynced
+        before this returns (concurrent callers share one fsync).
+
+        Args:
+            user_id: the user; without it the events belong to the anonymous session
+                ``session_id``, which is then served as a user of that id.
+            session_id: the session (1–256 characters).
+            events: the events, in the order they happened.
+
+        Returns:
+            How many events were accepted (not duplicates).
+
+        Raises:
+            EventError: an invalid event; names its index and field. Nothing is recorded then.
+            ValueError: an invalid ``user_id`` or ``session_id``.
+            OSError: the event log could not be written.
+        """
+        return self._inner.put_events(str(session_id), events, None if user_id is None else str(user_id))
+
+    def history(self, user_id: str) -> list[str]:
+        """The item ids the engine holds for the user, most recent last (``[]`` if none)."""
+        return self._inner.history(str(user_id))
+
+    def state(self, user_id: str) -> tuple[npt.NDArray[np.float32], float | None] | None:
+        """The user's hidden state ``h`` (float32 ``[H]``) and last event time, or None."""
+        return self._inner.state(str(user_id))
+
+    def stats(self) -> dict[str, int]:
+        """Counters: ``events_accepted``, ``events_duplicate``, ``events_unknown_item``,
+        ``events_without_item``, ``events_replayed``, ``event_log_dropped_bytes``,
+        ``event_log_records``, ``users_with_events``."""
+        return self._inner.stats()
+
+    # ----- model facts --------------------------------------------------------------------------
+    @property
+    def item_ids(self) -> list[str]:
+        """Item id of each item index."""
+        return self._inner.item_ids
+
+    @property
+    def event_types(self) -> list[str]:
+        """Event type of each event-type index."""
+        return self._inner.event_types
+
+    @property
+    def num_items(self) -> int:
+        """Number of items in the catalogue."""
+        return self._inner.num_items
+
+    @property
+    def hidden_dimension(self) -> int:
+        """The hidden dimension ``H``."""
+        return self._inner.hidden_dimension
+
+    @property
+    def session_timeout(self) -> int:
+        """Seconds of inactivity after which an event starts a new session."""
+        return self._inner.session_timeout
+
+    @property
+    def isa(self) -> str:
+        """The instruction set chosen at load time (``"avx2+fma"`` or ``"portable"``)."""
+        return self._inner.isa
+
+
+def _check_num_results(num_results: int) -> int:
+    if isinstance(num_results, bool) or not isinstance(num_results, int | np.integer):
+        raise TypeError(f"num_results: expected an int, found {type(num_results).__name__}")
+    if not 1 <= num_results <= 500:
+        raise ValueError(f"num_results: expected 1–500, found {num_results}")
+    return int(num_results)

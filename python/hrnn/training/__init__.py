@@ -1,0 +1,167 @@
+"""Training an HRNN in torch (``pip install "hrnn[train]"``).
+
+This package's ``__init__`` does not import torch: :func:`train` validates its arguments, then
+imports torch and the trainer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hrnn.interactions import DEFAULT_SESSION_TIMEOUT
+from hrnn.training.config import Hyperparameters, LossName, TrainingConfig
+
+if TYPE_CHECKING:
+    from hrnn.interactions import Interactions
+    from hrnn.trained_model import TrainedModel
+
+__all__ = ["Hyperparameters", "TrainingConfig", "train"]
+
+_DEFAULTS = TrainingConfig()
+
+
+def _require_training_extra() -> None:
+    missing = []
+    for module in ("torch", "safetensors", "tqdm"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise ImportError(
+            f'hrnn.train needs {", ".join(missing)}, which is not installed: pip install "hrnn[train]"'
+        )
+
+
+def train(
+    interactions: Interactions,
+    *,
+    hidden_dimension: int = 43,
+    bptt: int = 32,
+    recency_mask: bool = True,
+    min_user_history_length_percentile: float = 0.0,
+    max_user_history_length_percentile: float = 0.99,
+    event_type: str | None = None,
+    event_value_threshold: float | None = None,
+    session_timeout: int = DEFAULT_SESSION_TIMEOUT,
+    epochs: int = _DEFAULTS.epochs,
+    batch_size: int | None = _DEFAULTS.batch_size,
+    learning_rate: float = _DEFAULTS.learning_rate,
+    weight_decay: float = _DEFAULTS.weight_decay,
+    loss: LossName = _DEFAULTS.loss,
+    full_softmax_max_items: int = _DEFAULTS.full_softmax_max_items,
+    num_negatives: int = _DEFAULTS.num_negatives,
+    sample_alpha: float = _DEFAULTS.sample_alpha,
+    bpr_max_regularization: float = _DEFAULTS.bpr_max_regularization,
+    tie_embeddings: bool = _DEFAULTS.tie_embeddings,
+    dropout_embedding: float = _DEFAULTS.dropout_embedding,
+    dropout_hidden: float = _DEFAULTS.dropout_hidden,
+    recency_half_life: float | None = _DEFAULTS.recency_half_life,
+    max_grad_norm: float = _DEFAULTS.max_grad_norm,
+    validation_fraction: float = _DEFAULTS.validation_fraction,
+    validation_max_users: int = _DEFAULTS.validation_max_users,
+    validation_holdout: float = _DEFAULTS.validation_holdout,
+    patience: int = _DEFAULTS.patience,
+    plateau_decay: float = _DEFAULTS.plateau_decay,
+    device: Any = "auto",
+    amp: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> TrainedModel:
+    """Trains an HRNN on interactions (the aws-hrnn recipe).
+
+    Data preparation, in this order: ``interactions.select(event_type, event_value_threshold)``,
+    the history-length percentile filter, ``check_minimum()``, then ``sessionize(session_timeout)``.
+    Each user's events form one time-ordered sequence; training uses user-parallel truncated BPTT
+    windows of ``bptt`` events, Adam, and early stopping on the latest events of a sample of users
+    (restoring the best epoch). Progress is a tqdm bar per epoch; each epoch is logged (loss,
+    events/s, validation MRR@20) through ``logging``. docs/training.md explains every setting.
+
+    Args:
+        interactions: the training interactions.
+        hidden_dimension: recipe hyperparameter, in [32, 256].
+        bptt: recipe hyperparameter, events per BPTT window, in [2, 32].
+        recency_mask: recipe hyperparameter: weight targets by recency.
+        min_user_history_length_percentile: recipe featurization, in [0, 1].
+        max_user_history_length_percentile: recipe featurization, in [0, 1].
+        event_type: train only on this EVENT_TYPE.
+        event_value_threshold: train only on rows with EVENT_VALUE ≥ this.
+        session_timeout: seconds of inactivity that start a new session.
+        epochs: most epochs.
+        batch_size: user-parallel slots per process (``None``: ``clamp(events // 4000, 16, 256)``).
+        learning_rate: Adam step size.
+        weight_decay: Adam weight decay.
+        loss: ``"cross-entropy"`` or ``"bpr-max"``.
+        full_softmax_max_items: larger catalogues use the sampled softmax.
+        num_negatives: extra popularity-sampled negatives per batch (sampled losses).
+        sample_alpha: popularity exponent of the negative sampler.
+        bpr_max_regularization: BPR-max score regularisation.
+        tie_embeddings: share the input and output item embeddings.
+        dropout_embedding: dropout on the input vector.
+        dropout_hidden: dropout on the read-out state.
+        recency_half_life: seconds (default: a quarter of the training time span).
+        max_grad_norm: gradient-norm clipping (0 = off).
+        validation_fraction: share of users used for early stopping (0 = no early stopping).
+        validation_max_users: cap on validation users.
+        validation_holdout: share of a validation user's latest events held out.
+        patience: epochs without validation improvement before stopping.
+        plateau_decay: learning-rate factor applied after each epoch without improvement.
+        device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, a ``torch.device``.
+        amp: bfloat16 autocast on CUDA (ignored on CPU).
+        seed: seed of every random choice; the same seed gives the same weights on CPU.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The trained model.
+
+    Raises:
+        ValueError: a hyperparameter or setting out of range (the message names it and its range).
+        TypeError: a hyperparameter or setting of the wrong type.
+        InsufficientDataError: too little data after selection and filtering.
+        ImportError: torch (the ``train`` extra) is not installed.
+    """
+    hyper = Hyperparameters(
+        hidden_dimension=hidden_dimension,
+        bptt=bptt,
+        recency_mask=recency_mask,
+        min_user_history_length_percentile=min_user_history_length_percentile,
+        max_user_history_length_percentile=max_user_history_length_percentile,
+    )
+    config = TrainingConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        loss=loss,
+        full_softmax_max_items=full_softmax_max_items,
+        num_negatives=num_negatives,
+        sample_alpha=sample_alpha,
+        bpr_max_regularization=bpr_max_regularization,
+        tie_embeddings=tie_embeddings,
+        dropout_embedding=dropout_embedding,
+        dropout_hidden=dropout_hidden,
+        recency_half_life=recency_half_life,
+        max_grad_norm=max_grad_norm,
+        validation_fraction=validation_fraction,
+        validation_max_users=validation_max_users,
+        validation_holdout=validation_holdout,
+        patience=patience,
+        plateau_decay=plateau_decay,
+        session_timeout=session_timeout,
+        seed=seed,
+    )
+    if not isinstance(amp, bool):
+        raise TypeError(f"amp: expected True or False, found {type(amp).__name__} {amp!r}")
+    _require_training_extra()
+    from hrnn.training.trainer import fit
+
+    return fit(
+        interactions,
+        hyper,
+        config,
+        event_type=event_type,
+        event_value_threshold=event_value_threshold,
+        device=device,
+        amp=amp,
+        progress=progress,
+    )

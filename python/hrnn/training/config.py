@@ -1,0 +1,195 @@
+"""Hyperparameters (the recipe's names, defaults and ranges) and training settings, validated.
+
+Nothing here imports torch, so :func:`hrnn.train` can validate its arguments (and fail fast with a
+``ValueError`` naming the parameter and its range) before torch is even loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from hrnn.interactions import DEFAULT_SESSION_TIMEOUT
+
+__all__ = ["LOSSES", "Hyperparameters", "TrainingConfig"]
+
+#: Losses :class:`TrainingConfig` accepts.
+LOSSES = ("cross-entropy", "bpr-max")
+
+LossName = Literal["cross-entropy", "bpr-max"]
+
+
+def _check_int(name: str, value: Any, lo: int | None, hi: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, found {type(value).__name__} {value!r}")
+    _check_range(name, value, lo, hi)
+
+
+def _check_float(name: str, value: Any, lo: float | None, hi: float | None, *, open_lo: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name}: expected a number, found {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, found {value!r}")
+    if open_lo and lo is not None and value <= lo:
+        hi_text = "inf)" if hi is None else f"{hi}]"
+        raise ValueError(f"{name}: expected a value in ({lo}, {hi_text}, found {value!r}")
+    _check_range(name, value, lo, hi)
+
+
+def _check_range(name: str, value: float, lo: float | None, hi: float | None) -> None:
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        lo_text = "-inf" if lo is None else str(lo)
+        hi_text = "inf" if hi is None else str(hi)
+        raise ValueError(f"{name}: expected a value in [{lo_text}, {hi_text}], found {value!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected True or False, found {type(value).__name__} {value!r}")
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """The aws-hrnn recipe's hyperparameters, with its names, defaults and ranges.
+
+    Attributes:
+        hidden_dimension: size ``H`` of the recurrent state and embeddings, in [32, 256].
+        bptt: events per truncated back-propagation-through-time window, in [2, 32].
+        recency_mask: weight each target's loss by its recency (docs/model.md).
+        min_user_history_length_percentile: users with fewer events than this quantile of history
+            lengths are dropped before training, in [0, 1].
+        max_user_history_length_percentile: users with more events than this quantile are dropped,
+            in [0, 1].
+    """
+
+    hidden_dimension: int = 43
+    bptt: int = 32
+    recency_mask: bool = True
+    min_user_history_length_percentile: float = 0.0
+    max_user_history_length_percentile: float = 0.99
+
+    def __post_init__(self) -> None:
+        _check_int("hidden_dimension", self.hidden_dimension, 32, 256)
+        _check_int("bptt", self.bptt, 2, 32)
+        _check_bool("recency_mask", self.recency_mask)
+        _check_float("min_user_history_length_percentile", self.min_user_history_length_percentile, 0.0, 1.0)
+        _check_float("max_user_history_length_percentile", self.max_user_history_length_percentile, 0.0, 1.0)
+        if self.min_user_history_length_percentile > self.max_user_history_length_percentile:
+            raise ValueError(
+                "min_user_history_length_percentile: expected a value ≤ max_user_history_length_percentile "
+                f"({self.max_user_history_length_percentile}), "
+                f"found {self.min_user_history_length_percentile}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict (the ``hyperparameters`` object of model.json)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Training settings. The defaults work on the shared data without tuning (docs/training.md).
+
+    Attributes:
+        epochs: most passes over the training data (early stopping may end sooner), in [1, 10000].
+        batch_size: user-parallel slots per mini-batch and process (each optimizer step sees
+            ``batch_size × bptt`` events per process), in [1, 65536]. ``None``: the data-size rule of
+            :meth:`resolved_batch_size`.
+        learning_rate: Adam's step size, in (0, 10].
+        weight_decay: L2 penalty (Adam's ``weight_decay``), in [0, 1].
+        loss: ``"cross-entropy"`` (softmax; full or sampled, see ``full_softmax_max_items``) or
+            ``"bpr-max"`` (always over the sampled candidates).
+        full_softmax_max_items: catalogues up to this many items train with the full softmax;
+            larger ones with the sampled softmax, in [0, 2**31).
+        num_negatives: extra negatives drawn ∝ popularity^``sample_alpha``, shared by a mini-batch,
+            in [0, 1_000_000].
+        sample_alpha: exponent of the popularity sampling distribution, in [0, 1].
+        bpr_max_regularization: score regularisation of BPR-max, in [0, 100].
+        tie_embeddings: use the input item embedding as the output embedding.
+        dropout_embedding: dropout on the input vector ``x_t``, in [0, 1).
+        dropout_hidden: dropout on the read-out state ``o``, in [0, 1).
+        recency_half_life: seconds; ``None`` = a quarter of the training time span. In (0, inf).
+        max_grad_norm: gradient clipping threshold (``0`` = none), in [0, inf).
+        validation_fraction: share of users whose latest events are held out for early stopping
+            (at least ``min(200, users // 3)``, at most ``validation_max_users``); ``0`` disables
+            early stopping. In [0, 0.5].
+        validation_max_users: cap on validation users, in [1, 10**9].
+        validation_holdout: share of a validation user's events held out (at least one), in (0, 0.5].
+        patience: epochs without improvement of validation MRR@20 before stopping, in [1, 1000].
+        plateau_decay: the learning rate is multiplied by this after each epoch without
+            improvement, in (0, 1].
+        session_timeout: seconds; a longer gap starts a new session, in [0, 10**10].
+        seed: seed of every random choice (init, order, dropout, negatives, validation sample).
+    """
+
+    epochs: int = 30
+    batch_size: int | None = None
+    learning_rate: float = 0.01
+    weight_decay: float = 0.0
+    loss: LossName = "cross-entropy"
+    full_softmax_max_items: int = 50_000
+    num_negatives: int = 2048
+    sample_alpha: float = 0.5
+    bpr_max_regularization: float = 1.0
+    tie_embeddings: bool = True
+    dropout_embedding: float = 0.2
+    dropout_hidden: float = 0.4
+    recency_half_life: float | None = None
+    max_grad_norm: float = 5.0
+    validation_fraction: float = 0.1
+    validation_max_users: int = 2000
+    validation_holdout: float = 0.1
+    patience: int = 3
+    plateau_decay: float = 0.5
+    session_timeout: int = DEFAULT_SESSION_TIMEOUT
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("epochs", self.epochs, 1, 10_000)
+        if self.batch_size is not None:
+            _check_int("batch_size", self.batch_size, 1, 65_536)
+        _check_float("learning_rate", self.learning_rate, 0.0, 10.0, open_lo=True)
+        _check_float("weight_decay", self.weight_decay, 0.0, 1.0)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, found {self.loss!r}")
+        _check_int("full_softmax_max_items", self.full_softmax_max_items, 0, 2**31 - 1)
+        _check_int("num_negatives", self.num_negatives, 0, 1_000_000)
+        _check_float("sample_alpha", self.sample_alpha, 0.0, 1.0)
+        _check_float("bpr_max_regularization", self.bpr_max_regularization, 0.0, 100.0)
+        _check_bool("tie_embeddings", self.tie_embeddings)
+        _check_float("dropout_embedding", self.dropout_embedding, 0.0, 0.999)
+        _check_float("dropout_hidden", self.dropout_hidden, 0.0, 0.999)
+        if self.recency_half_life is not None:
+            _check_float("recency_half_life", self.recency_half_life, 0.0, None, open_lo=True)
+        _check_float("max_grad_norm", self.max_grad_norm, 0.0, None)
+        _check_float("validation_fraction", self.validation_fraction, 0.0, 0.5)
+        _check_int("validation_max_users", self.validation_max_users, 1, 10**9)
+        _check_float("validation_holdout", self.validation_holdout, 0.0, 0.5, open_lo=True)
+        _check_int("patience", self.patience, 1, 1000)
+        _check_float("plateau_decay", self.plateau_decay, 0.0, 1.0, open_lo=True)
+        _check_int("session_timeout", self.session_timeout, 0, 10**10)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+
+    def resolved_batch_size(self, num_events: int) -> int:
+        """The batch size used for ``num_events`` training events.
+
+        Rule when ``batch_size`` is ``None``: ``clamp(num_events // 4000, 16, 256)`` slots. An epoch
+        then takes about ``4000 / bptt`` optimizer steps of ``batch_size × bptt`` targets while the data
+        is small (66k events → 16 slots on RSC15-100k, 79k → 19 on MovieLens latest-small): small
+        data needs many small steps. Large data gets wide batches (256 slots from 1M events on), which
+        are cheaper per event and keep a GPU busy.
+
+        Args:
+            num_events: training events (after selection and filtering).
+
+        Returns:
+            The number of user-parallel slots.
+        """
+        if self.batch_size is not None:
+            return self.batch_size
+        return int(min(max(num_events // 4000, 16), 256))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict (the ``training`` object of model.json)."""
+        return asdict(self)

@@ -1,0 +1,533 @@
+"""The training loop: data preparation, user-parallel truncated BPTT, early stopping, export.
+
+Called through :func:`hrnn.train`; runs unchanged on CPU, on CUDA and under torchrun (DDP).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from hrnn import model_format as fmt
+from hrnn.interactions import Interactions
+from hrnn.sessions import Sessions
+from hrnn.trained_model import TrainedModel
+from hrnn.training.batching import EventFeatures, SlotLayout, Window, build_layout, recency_weights
+from hrnn.training.config import Hyperparameters, TrainingConfig
+from hrnn.training.distributed import DistributedContext, resolve_device
+from hrnn.training.loss import (
+    NegativeSampler,
+    bpr_max_loss,
+    candidate_log_q,
+    full_softmax_loss,
+    sampled_softmax_loss,
+)
+from hrnn.training.model import HRNN
+
+__all__ = ["TrainingData", "fit", "prepare_data"]
+
+logger = logging.getLogger(__name__)
+
+#: Cut-off of the validation metrics that drive early stopping (MRR@20, Recall@20).
+VALIDATION_CUTOFF = 20
+_EVAL_SLOTS = 512
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Sessionized training data with its validation split and per-event features.
+
+    Attributes:
+        interactions: the interactions after selection and the percentile filter.
+        sessions: their sessions.
+        features: per-event features; ``weight`` is the training target weight (recency, 0 for
+            validation targets).
+        train_stop: per user, one past the last *input* event used in training.
+        validation_users: users whose latest events are held out.
+        validation_start: per user, the first held-out position (= user end when none).
+        validation_weight: per event, 1 for held-out targets, else 0.
+        half_life: the recency half-life used, in seconds (``None`` when all weights are 1).
+    """
+
+    interactions: Interactions
+    sessions: Sessions
+    features: EventFeatures
+    train_stop: npt.NDArray[np.int64]
+    validation_users: npt.NDArray[np.int64]
+    validation_start: npt.NDArray[np.int64]
+    validation_weight: npt.NDArray[np.float32]
+    half_life: float | None
+
+    @property
+    def starts(self) -> npt.NDArray[np.int64]:
+        """First event position of each user."""
+        return self.sessions.user_offsets[:-1]
+
+    @property
+    def ends(self) -> npt.NDArray[np.int64]:
+        """One past the last event position of each user."""
+        return self.sessions.user_offsets[1:]
+
+
+def prepare_data(
+    interactions: Interactions,
+    hyper: Hyperparameters,
+    config: TrainingConfig,
+    event_type: str | None = None,
+    event_value_threshold: float | None = None,
+) -> TrainingData:
+    """Selection, percentile filter, minimum check, sessionize, recency weights, validation split.
+
+    Args:
+        interactions: the raw interactions.
+        hyper: hyperparameters (percentiles, recency mask).
+        config: training settings (session timeout, validation split, half-life, seed).
+        event_type: keep only this EVENT_TYPE (``Interactions.select``).
+        event_value_threshold: keep only rows with EVENT_VALUE ≥ this.
+
+    Returns:
+        The prepared data.
+
+    Raises:
+        InsufficientDataError: the filtered data is below Personalize's minimum.
+    """
+    data = interactions.select(event_type, event_value_threshold)
+    data = data.filter_by_history_length(
+        hyper.min_user_history_length_percentile, hyper.max_user_history_length_percentile
+    )
+    data.check_minimum()
+    sessions = data.sessionize(config.session_timeout)
+    ts = sessions.timestamp
+    end_time, span = int(ts.max()), int(ts.max() - ts.min())
+    half_life = config.recency_half_life
+    if half_life is None:
+        half_life = span / 4.0 if span > 0 else None
+    weight = recency_weights(ts, end_time, half_life, hyper.recency_mask)
+    if not hyper.recency_mask:
+        half_life = None
+
+    starts, ends = sessions.user_offsets[:-1], sessions.user_offsets[1:]
+    lengths = ends - starts
+    validation_start = ends.copy()
+    num_validation = 0
+    if config.validation_fraction > 0:
+        # Small data gets at least 200 users (a third at most): fewer make early stopping a coin toss.
+        wanted = max(
+            round(config.validation_fraction * sessions.num_users), min(200, sessions.num_users // 3)
+        )
+        num_validation = min(config.validation_max_users, wanted)
+    eligible = np.flatnonzero(lengths >= 2)
+    rng = np.random.default_rng([config.seed, 1])
+    if num_validation >= 1 and eligible.size >= 2:
+        chosen = np.sort(rng.choice(eligible, size=min(num_validation, eligible.size - 1), replace=False))
+    else:
+        chosen = np.zeros(0, dtype=np.int64)
+    held = np.clip(np.floor(config.validation_holdout * lengths[chosen]).astype(np.int64), 1, None)
+    held = np.minimum(held, lengths[chosen] - 1)
+    validation_start[chosen] = ends[chosen] - held
+    counts = validation_start - starts  # training events per user
+    user_of_event = sessions.user_index
+    position_in_user = np.arange(len(sessions), dtype=np.int64) - starts[user_of_event]
+    held_out = position_in_user >= counts[user_of_event]
+    train_weight = np.where(held_out, 0.0, weight).astype(np.float32)
+    return TrainingData(
+        interactions=data,
+        sessions=sessions,
+        features=EventFeatures.from_sessions(sessions, train_weight),
+        train_stop=validation_start - 1,
+        validation_users=chosen.astype(np.int64),
+        validation_start=validation_start,
+        validation_weight=held_out.astype(np.float32),
+        half_life=half_life,
+    )
+
+
+class _TrainingStep(nn.Module):
+    """One window's forward pass and loss (a module so that DDP can wrap it)."""
+
+    def __init__(self, model: HRNN, config: TrainingConfig, full_softmax: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.full_softmax = full_softmax
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], state: torch.Tensor, extra: torch.Tensor, log_q: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        model = self.model
+        states, last = model.run(batch["item"], batch["event_type"], batch["time"], state, batch["reset"])
+        rows = batch["rows"]
+        o = model.read_out(states.flatten(0, 1)[rows], batch["target_time"].flatten(0, 1)[rows])
+        target = batch["target"].flatten()[rows]
+        weight = batch["weight"].flatten()[rows]
+        if self.full_softmax:
+            loss = full_softmax_loss(model.logits(o), target, weight)
+        elif self.config.loss == "bpr-max":
+            loss = bpr_max_loss(
+                o,
+                target,
+                weight,
+                extra,
+                model.output_embedding,
+                model.output_bias,
+                self.config.bpr_max_regularization,
+            )
+        else:
+            loss = sampled_softmax_loss(
+                o, target, weight, extra, log_q, model.output_embedding, model.output_bias
+            )
+        return loss, last
+
+
+def _to_device(window: Window, device: torch.device) -> dict[str, torch.Tensor]:
+    """The window as torch tensors on ``device`` (through pinned memory on CUDA)."""
+    arrays: dict[str, np.ndarray] = {
+        "item": window.item,
+        "event_type": window.event_type,
+        "time": window.time,
+        "reset": window.reset,
+        "target": window.target,
+        "target_time": window.target_time,
+        "weight": window.weight,
+        "rows": np.flatnonzero(window.weight.reshape(-1) > 0),
+    }
+    pin = device.type == "cuda"
+    out = {}
+    for name, array in arrays.items():
+        t = torch.from_numpy(np.ascontiguousarray(array))
+        if pin:
+            t = t.pin_memory()
+        out[name] = t.to(device, non_blocking=pin)
+    return out
+
+
+def _windows(
+    layout: SlotLayout, features: EventFeatures, device: torch.device
+) -> Iterator[dict[str, torch.Tensor]]:
+    for index in range(layout.num_windows):
+        yield _to_device(layout.window(index, features), device)
+
+
+@torch.no_grad()
+def evaluate(
+    model: HRNN,
+    features: EventFeatures,
+    starts: npt.NDArray[np.int64],
+    stops: npt.NDArray[np.int64],
+    device: torch.device,
+    cutoff: int = VALIDATION_CUTOFF,
+    query_at_target: bool = True,
+) -> dict[str, float]:
+    """Next-item metrics of targets with ``features.weight > 0`` (full catalogue, conservative ties).
+
+    Each target is predicted from the events before it of its own user only: every user starts from a
+    zeroed state, exactly as in training.
+
+    Args:
+        model: the network (evaluated in eval mode; its mode is restored).
+        features: per-event features whose ``weight`` marks the evaluated targets.
+        starts: first input position of each evaluated user.
+        stops: one past the last input position of each evaluated user.
+        device: where to run.
+        cutoff: ``k`` of MRR@k and Recall@k.
+        query_at_target: read out at the target's own time gap (as in training); False: at
+            ``Δq = 0`` (``at=None``, a recommendation right after the last event).
+
+    Returns:
+        ``{"mrr": …, "recall": …, "targets": …}``.
+    """
+    was_training = model.training
+    model.eval()
+    layout = build_layout(starts, stops, min(_EVAL_SLOTS, max(len(starts), 1)), 32)
+    state = torch.zeros(layout.num_slots, model.hidden_dimension, device=device)
+    reciprocal, hits, count = 0.0, 0, 0
+    for batch in _windows(layout, features, device):
+        states, state = model.run(batch["item"], batch["event_type"], batch["time"], state, batch["reset"])
+        rows = batch["rows"]
+        if rows.numel() == 0:
+            continue
+        query = batch["target_time"].flatten(0, 1)[rows]
+        o = model.read_out(states.flatten(0, 1)[rows], query if query_at_target else torch.zeros_like(query))
+        logits = model.logits(o).float()
+        target = batch["target"].flatten()[rows]
+        target_logit = logits.gather(1, target.unsqueeze(1))
+        rank = (logits >= target_logit).sum(dim=1)  # conservative: ties rank ahead of the target
+        top = rank <= cutoff
+        reciprocal += float((top.double() / rank.double()).sum().item())
+        hits += int(top.sum().item())
+        count += int(rows.numel())
+    model.train(was_training)
+    if count == 0:
+        return {"mrr": 0.0, "recall": 0.0, "targets": 0.0}
+    return {"mrr": reciprocal / count, "recall": hits / count, "targets": float(count)}
+
+
+@torch.no_grad()
+def final_states(
+    model: HRNN, features: EventFeatures, sessions: Sessions, device: torch.device
+) -> np.ndarray:
+    """Each user's state ``h_T`` after their last event (every event is an input), ``[U, H]`` float32."""
+    was_training = model.training
+    model.eval()
+    starts, ends = sessions.user_offsets[:-1], sessions.user_offsets[1:]
+    num_users = sessions.num_users
+    layout = build_layout(starts, ends, min(_EVAL_SLOTS, max(num_users, 1)), 32)
+    is_last = np.zeros(len(sessions) + 1, dtype=bool)
+    is_last[ends[ends > starts] - 1] = True
+    user_of_event = sessions.user_index
+    out = np.zeros((num_users, model.hidden_dimension), dtype=np.float32)
+    state = torch.zeros(layout.num_slots, model.hidden_dimension, device=device)
+    for index in range(layout.num_windows):
+        window = layout.window(index, features)
+        batch = _to_device(window, device)
+        states, state = model.run(batch["item"], batch["event_type"], batch["time"], state, batch["reset"])
+        pos = window.position.reshape(-1)
+        pick = np.flatnonzero((pos >= 0) & is_last[pos])
+        if pick.size:
+            picked = states.flatten(0, 1)[torch.from_numpy(pick).to(device)]
+            out[user_of_event[pos[pick]]] = picked.float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def _recent_histories(sessions: Sessions, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    starts, ends = sessions.user_offsets[:-1], sessions.user_offsets[1:]
+    keep = np.minimum(ends - starts, limit)
+    offsets = np.zeros(len(keep) + 1, dtype=np.int64)
+    np.cumsum(keep, out=offsets[1:])
+    first = ends - keep
+    within = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], keep)
+    items = sessions.item_index[np.repeat(first, keep) + within].astype(np.int32)
+    return offsets, items
+
+
+def _export(
+    model: HRNN,
+    data: TrainingData,
+    hyper: Hyperparameters,
+    config: TrainingConfig,
+    device: torch.device,
+    log: list[dict[str, float]],
+    best_epoch: int,
+) -> TrainedModel:
+    from hrnn import __version__
+
+    sessions = data.sessions
+    features = data.features.with_weight(np.zeros(len(sessions), dtype=np.float32))
+    tensors: dict[str, Any] = model.export_tensors()
+    num_items = sessions.num_items
+    pairs = np.unique(sessions.user_index * num_items + sessions.item_index.astype(np.int64))
+    tensors[fmt.ITEMS_POPULARITY] = np.bincount(pairs % num_items, minlength=num_items).astype(np.int64)
+    tensors[fmt.USERS_STATE] = final_states(model, features, sessions, device)
+    ends = sessions.user_offsets[1:]
+    tensors[fmt.USERS_LAST_TIMESTAMP] = sessions.timestamp[ends - 1].astype(np.int64)
+    offsets, items = _recent_histories(sessions, fmt.HISTORY_LIMIT)
+    tensors[fmt.USERS_HISTORY_OFFSETS] = offsets
+    tensors[fmt.USERS_HISTORY_ITEMS] = items
+    training = config.to_dict()
+    training.update(
+        {
+            "resolved_batch_size": config.resolved_batch_size(len(sessions)),
+            "recency_half_life_used": data.half_life,
+            "epochs_trained": len(log),
+            "best_epoch": best_epoch,
+            "history": log,
+        }
+    )
+    ts = sessions.timestamp
+    meta = {
+        "format": fmt.FORMAT_NAME,
+        "format_version": fmt.FORMAT_VERSION,
+        "hyperparameters": hyper.to_dict(),
+        "training": training,
+        "session_timeout": config.session_timeout,
+        "history_limit": fmt.HISTORY_LIMIT,
+        "item_ids": list(sessions.item_ids),
+        "event_types": list(sessions.event_types),
+        "user_ids": list(sessions.user_ids),
+        "data_summary": {
+            "rows": len(sessions),
+            "users": sessions.num_users,
+            "items": num_items,
+            "sessions": sessions.num_sessions,
+            "time_range": [int(ts.min()), int(ts.max())],
+            "validation_users": len(data.validation_users),
+            "report": data.interactions.report().to_dict(),
+        },
+        "hrnn_version": __version__,
+    }
+    return TrainedModel(tensors, meta)
+
+
+def fit(
+    interactions: Interactions,
+    hyper: Hyperparameters,
+    config: TrainingConfig,
+    *,
+    event_type: str | None = None,
+    event_value_threshold: float | None = None,
+    device: str | torch.device = "auto",
+    amp: bool = False,
+    progress: bool = True,
+) -> TrainedModel:
+    """Trains an HRNN (the body of :func:`hrnn.train`; see there for the arguments)."""
+    from tqdm.auto import tqdm
+
+    dev = resolve_device(device)
+    ctx = DistributedContext.from_environment(dev)
+    try:
+        data = prepare_data(interactions, hyper, config, event_type, event_value_threshold)
+        sessions, features = data.sessions, data.features
+        num_items, num_users = sessions.num_items, sessions.num_users
+        torch.manual_seed(config.seed)
+        model = HRNN(
+            num_items,
+            len(sessions.event_types),
+            hyper.hidden_dimension,
+            tie_embeddings=config.tie_embeddings,
+            dropout_embedding=config.dropout_embedding,
+            dropout_hidden=config.dropout_hidden,
+        )
+        counts = np.bincount(sessions.item_index, minlength=num_items).astype(np.float64)
+        model.reset_parameters(torch.from_numpy(np.log1p(counts)).float())
+        model.to(dev)
+        full_softmax = config.loss == "cross-entropy" and num_items <= config.full_softmax_max_items
+        step: nn.Module = _TrainingStep(model, config, full_softmax)
+        if ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            step = DistributedDataParallel(step, device_ids=[dev.index] if dev.type == "cuda" else None)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        sampler = NegativeSampler(counts, config.sample_alpha, config.seed * 1009 + ctx.rank + 17)
+        num_slots = config.resolved_batch_size(len(sessions))
+        extra_count = 0 if full_softmax else config.num_negatives
+        log_q = torch.zeros(num_items, device=dev)
+        use_amp = amp and dev.type == "cuda"
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+        if ctx.is_main:
+            logger.info(
+                "training HRNN: %d events, %d users, %d items, %d validation users; H=%d, bptt=%d, "
+                "%d slots, %s loss on %s%s",
+                len(sessions),
+                num_users,
+                num_items,
+                len(data.validation_users),
+                hyper.hidden_dimension,
+                hyper.bptt,
+                num_slots,
+                "full-softmax" if full_softmax else config.loss + " (sampled)",
+                dev,
+                f", {ctx.world_size} ranks" if ctx.enabled else "",
+            )
+
+        starts = data.starts
+        log: list[dict[str, float]] = []
+        best_metric, best_epoch, best_weights, stale = -math.inf, 0, None, 0
+        for epoch in range(config.epochs):
+            order = np.random.default_rng([config.seed, 2, epoch]).permutation(num_users)
+            mine = order[ctx.rank :: ctx.world_size]
+            layout = build_layout(starts[mine], data.train_stop[mine], num_slots, hyper.bptt)
+            layout = layout.padded_to(ctx.max_int(layout.num_windows, dev))
+            model.train()
+            state = torch.zeros(num_slots, hyper.hidden_dimension, device=dev)
+            began = time.perf_counter()
+            loss_sum, loss_weight, events = 0.0, 0, 0
+            bar = tqdm(
+                total=layout.num_windows,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                disable=not (progress and ctx.is_main),
+                leave=False,
+                unit="batch",
+            )
+            for batch in _windows(layout, features, dev):
+                extra_np = sampler.sample(extra_count)
+                extra = torch.from_numpy(extra_np).to(dev)
+                if not full_softmax:
+                    in_batch = int(batch["rows"].numel())
+                    log_q = torch.from_numpy(
+                        candidate_log_q(in_batch, extra_count, sampler.data_probability, sampler.probability)
+                    ).to(dev)
+                with autocast:
+                    loss, state = step(batch, state.detach(), extra, log_q)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.max_grad_norm > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                n = int(batch["rows"].numel())
+                if n:
+                    loss_sum += float(loss.detach().item()) * n
+                    loss_weight += n
+                    events += n
+                rate = events / max(time.perf_counter() - began, 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / max(loss_weight, 1):.4f}", events_s=f"{rate:.0f}")
+            bar.close()
+            seconds = time.perf_counter() - began
+            entry: dict[str, float] = {
+                "epoch": float(epoch + 1),
+                "loss": loss_sum / max(loss_weight, 1),
+                "events_per_second": events / max(seconds, 1e-9),
+                "targets": float(events),
+                "optimizer_steps": float(layout.num_windows),
+                "seconds": seconds,
+            }
+            if len(data.validation_users):
+                users = data.validation_users
+                metrics = evaluate(
+                    model,
+                    features.with_weight(data.validation_weight),
+                    starts[users],
+                    data.ends[users] - 1,
+                    dev,
+                )
+                entry["validation_mrr"] = ctx.broadcast_float(metrics["mrr"], dev)
+                entry["validation_recall"] = metrics["recall"]
+            log.append(entry)
+            if ctx.is_main:
+                logger.info(
+                    "epoch %d: loss %.4f, %.0f events/s, %.1f s%s",
+                    epoch + 1,
+                    entry["loss"],
+                    entry["events_per_second"],
+                    seconds,
+                    f", validation MRR@{VALIDATION_CUTOFF} {entry['validation_mrr']:.4f} "
+                    f"Recall@{VALIDATION_CUTOFF} {entry['validation_recall']:.4f}"
+                    if "validation_mrr" in entry
+                    else "",
+                )
+            if "validation_mrr" not in entry:
+                best_epoch = epoch + 1
+                continue
+            if entry["validation_mrr"] > best_metric:
+                best_metric, best_epoch, stale = entry["validation_mrr"], epoch + 1, 0
+                best_weights = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+                for group in optimizer.param_groups:
+                    group["lr"] *= config.plateau_decay
+                if stale >= config.patience:
+                    if ctx.is_main:
+                        logger.info("early stopping after epoch %d; best epoch %d", epoch + 1, best_epoch)
+                    break
+        if best_weights is not None:
+            model.load_state_dict(best_weights)
+        result = _export(model, data, hyper, config, dev, log, best_epoch)
+    except BaseException:
+        ctx.close(completed=False)
+        raise
+    ctx.close()
+    return result

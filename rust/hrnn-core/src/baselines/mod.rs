@@ -1,0 +1,9 @@
+//! Baseline recommenders that the evaluation compares HRNN against (see `python/hrnn/evaluation`).
+//!
+//! Only the hot loops live here; splitting data and computing metrics stay in Python.
+
+pub mod sknn;
+pub mod top_k;
+
+pub use sknn::{SessionKnn, SknnParams};
+pub use top_k::top_k;

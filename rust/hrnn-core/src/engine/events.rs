@@ -1,0 +1,159 @@
+//! Real-time events (Personalize's PutEvents, field names in snake_case) and their validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Longest id or event type accepted (Personalize's limit).
+pub const MAX_ID_CHARS: usize = 256;
+
+/// One real-time event, as recorded in the event log (one JSON object per record).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The user, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The session (identifies an anonymous user when `user_id` is absent).
+    pub session_id: String,
+    /// The event type (1–256 characters).
+    pub event_type: String,
+    /// Unix seconds.
+    pub sent_at: f64,
+    /// The item, when the event has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<String>,
+    /// EVENT_VALUE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_value: Option<f64>,
+    /// A unique id; an event whose id was seen before is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// Items shown to the user with this event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub impression: Vec<String>,
+    /// Free-form properties (a JSON string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<String>,
+}
+
+impl Event {
+    /// The key under which the user's state is kept: the user id, else the session id (Personalize
+    /// serves an anonymous session when its session id is passed as the user id).
+    pub fn user_key(&self) -> &str {
+        self.user_id.as_deref().unwrap_or(&self.session_id)
+    }
+}
+
+fn check_id(value: &str, index: usize, field: &str) -> Result<()> {
+    let chars = value.chars().count();
+    if chars == 0 || chars > MAX_ID_CHARS {
+        return Err(Error::Event {
+            index,
+            field: field.to_owned(),
+            message: format!("expected 1–{MAX_ID_CHARS} characters, found {chars}"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the ids shared by a whole call (they are arguments, so errors are `ValueError`s).
+pub fn validate_call(user_id: Option<&str>, session_id: &str) -> Result<()> {
+    for (name, value) in [("session_id", Some(session_id)), ("user_id", user_id)] {
+        if let Some(v) = value {
+            let chars = v.chars().count();
+            if chars == 0 || chars > MAX_ID_CHARS {
+                return Err(Error::invalid_argument(
+                    name,
+                    format!("expected 1–{MAX_ID_CHARS} characters, found {chars}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks event `index` of a call; the error names the index and field.
+pub fn validate(event: &Event, index: usize) -> Result<()> {
+    check_id(&event.event_type, index, "event_type")?;
+    if !event.sent_at.is_finite() || event.sent_at < 0.0 {
+        return Err(Error::Event {
+            index,
+            field: "sent_at".into(),
+            message: format!(
+                "expected non-negative finite Unix seconds, found {}",
+                event.sent_at
+            ),
+        });
+    }
+    if let Some(item) = &event.item_id {
+        check_id(item, index, "item_id")?;
+    }
+    if let Some(id) = &event.event_id {
+        check_id(id, index, "event_id")?;
+    }
+    if let Some(v) = event.event_value {
+        if !v.is_finite() {
+            return Err(Error::Event {
+                index,
+                field: "event_value".into(),
+                message: format!("expected a finite number, found {v}"),
+            });
+        }
+    }
+    for (i, item) in event.impression.iter().enumerate() {
+        check_id(item, index, &format!("impression[{i}]"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        Event {
+            user_id: None,
+            session_id: "s".into(),
+            event_type: "click".into(),
+            sent_at: 10.0,
+            item_id: Some("i".into()),
+            event_value: None,
+            event_id: None,
+            impression: vec![],
+            properties: None,
+        }
+    }
+
+    #[test]
+    fn validation_names_index_and_field() {
+        assert!(validate(&event(), 0).is_ok());
+        let mut e = event();
+        e.event_type = String::new();
+        assert_eq!(
+            validate(&e, 3).unwrap_err().to_string(),
+            "events[3].event_type: expected 1–256 characters, found 0"
+        );
+        let mut e = event();
+        e.sent_at = f64::NAN;
+        assert!(validate(&e, 1)
+            .unwrap_err()
+            .to_string()
+            .starts_with("events[1].sent_at"));
+        let mut e = event();
+        e.impression = vec!["a".into(), "x".repeat(257)];
+        assert!(validate(&e, 0)
+            .unwrap_err()
+            .to_string()
+            .starts_with("events[0].impression[1]"));
+        assert!(validate_call(Some(""), "s").is_err());
+    }
+
+    #[test]
+    fn json_round_trip_is_exact() {
+        let mut e = event();
+        e.sent_at = 1_700_000_000.123_456_7;
+        e.event_value = Some(0.1);
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e);
+    }
+}

@@ -1,0 +1,30 @@
+//! The inference engine: loads a model directory (docs/format.md), keeps each user's recurrent
+//! state up to date from real-time events, and scores the whole catalogue (docs/model.md).
+//!
+//! One concept per file:
+//! - `model_dir`: reads and validates `model.json` + `model.safetensors` into a [`Model`];
+//! - `model`: the immutable weights, in the layouts the kernels want;
+//! - `kernels`: runtime CPU-feature dispatch and the portable, SIMD-friendly inner loops;
+//! - `kernels_x86`: the AVX2 + FMA scoring loop (`std::arch` intrinsics);
+//! - `cell`: one step of the gated recurrent cell and the readout gate;
+//! - `topk`: fused scoring — logits, running log-sum-exp and top-K in one pass over the items;
+//! - `events`: real-time events and their validation;
+//! - `state`: the per-user state store (sharded locks);
+//! - `event_log`: the append-only, checksummed, group-committed event log;
+//! - `recommender`: the public facade tying these together.
+
+pub mod cell;
+pub mod event_log;
+pub mod events;
+pub mod kernels;
+#[cfg(target_arch = "x86_64")]
+mod kernels_x86;
+pub mod model;
+pub mod model_dir;
+pub mod recommender;
+pub mod state;
+pub mod topk;
+
+pub use events::Event;
+pub use model::Model;
+pub use recommender::{Query, Recommender, Stats};

@@ -1,0 +1,599 @@
+//! The recommender: an immutable [`Model`] plus per-user state kept current by real-time events
+//! (Personalize's GetRecommendations and PutEvents, in process).
+//!
+//! Every method takes `&self`; it is `Sync`, so many threads can recommend and put events at once.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashSet;
+
+use super::cell::{readout, step, time_features};
+use super::event_log::EventLog;
+use super::events::{validate, validate_call, Event};
+use super::model::Model;
+use super::model_dir::load_model;
+use super::state::{StateStore, UserState};
+use super::topk::{log_normalizer, logit, top_k, top_k_batch};
+use crate::error::{Error, Result};
+
+/// Most results one query may ask for (Personalize's limit).
+pub const MAX_RESULTS: usize = 500;
+/// Shards of the seen-event-id set.
+const ID_SHARDS: usize = 16;
+
+/// The options of a recommendation query.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    /// How many items, 1–500.
+    pub num_results: usize,
+    /// Drop the items in the user's recent history.
+    pub exclude_seen: bool,
+    /// Items never to return (unknown ids are ignored).
+    pub exclude_items: Vec<String>,
+    /// When given, return only these items (unknown ids are ignored).
+    pub include_items: Option<Vec<String>>,
+    /// Unix seconds of the query; `None` = no extra elapsed time since the user's last event.
+    pub at: Option<f64>,
+}
+
+/// Counters of a recommender (monotone, best-effort consistent).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Events accepted by `put_events` in this process (not counting replayed ones).
+    pub events_accepted: u64,
+    /// Events ignored because their event id was seen before.
+    pub events_duplicate: u64,
+    /// Accepted events whose item the model does not know (kept, but they cannot move the state).
+    pub events_unknown_item: u64,
+    /// Accepted events without an item (kept, but they cannot move the state).
+    pub events_without_item: u64,
+    /// Events replayed from the event log at load.
+    pub events_replayed: u64,
+    /// Bytes of a torn last record dropped from the event log at load.
+    pub event_log_dropped_bytes: u64,
+    /// Records in the event log.
+    pub event_log_records: u64,
+    /// Users whose state events have changed.
+    pub users_with_events: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    duplicate: AtomicU64,
+    unknown_item: AtomicU64,
+    without_item: AtomicU64,
+}
+
+/// What one event did.
+enum Applied {
+    Moved,
+    UnknownItem,
+    NoItem,
+}
+
+/// A model serving recommendations, with per-user state updated by events.
+pub struct Recommender {
+    model: Arc<Model>,
+    states: StateStore,
+    event_ids: Box<[Mutex<FxHashSet<String>>]>,
+    log: Option<EventLog>,
+    counters: Counters,
+    replayed: u64,
+    dropped_bytes: u64,
+}
+
+/// A user as seen by a query: a state to read out, or nothing (served by popularity).
+struct UserView {
+    hidden: Vec<f32>,
+    last_timestamp: Option<f64>,
+    history: Vec<u32>,
+}
+
+impl Recommender {
+    /// Loads the model directory `model_dir`; with `event_log`, opens (or creates) that log and
+    /// replays it, so a restarted process has the same state.
+    pub fn load(model_dir: &Path, event_log: Option<&Path>) -> Result<Self> {
+        let model = Arc::new(load_model(model_dir)?);
+        Self::new(model, event_log)
+    }
+
+    /// A recommender over an already loaded model.
+    pub fn new(model: Arc<Model>, event_log: Option<&Path>) -> Result<Self> {
+        let mut rec = Self {
+            model,
+            states: StateStore::default(),
+            event_ids: (0..ID_SHARDS)
+                .map(|_| Mutex::new(FxHashSet::default()))
+                .collect(),
+            log: None,
+            counters: Counters::default(),
+            replayed: 0,
+            dropped_bytes: 0,
+        };
+        if let Some(path) = event_log {
+            let (log, contents) = EventLog::open(path)?;
+            for event in &contents.events {
+                if let Some(id) = &event.event_id {
+                    rec.first_sighting(id);
+                }
+                let mut shard = rec.states.write(event.user_key());
+                rec.apply(&mut shard, event);
+            }
+            rec.replayed = contents.events.len() as u64;
+            rec.dropped_bytes = contents.torn_bytes;
+            rec.log = Some(log);
+        }
+        Ok(rec)
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// True the first time `event_id` is seen.
+    fn first_sighting(&self, event_id: &str) -> bool {
+        let shard = event_id
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+            % ID_SHARDS;
+        let mut ids = self.event_ids[shard]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if ids.contains(event_id) {
+            false
+        } else {
+            ids.insert(event_id.to_owned());
+            true
+        }
+    }
+
+    fn initial_state(&self, key: &str) -> UserState {
+        let m = &self.model;
+        match m.users.row(key) {
+            Some(r) => UserState {
+                hidden: m.users.state[r * m.hidden..(r + 1) * m.hidden].to_vec(),
+                last_timestamp: Some(m.users.last_timestamp[r] as f64),
+                history: m.users.history(r).iter().copied().collect(),
+            },
+            None => UserState {
+                hidden: vec![0.0; m.hidden],
+                last_timestamp: None,
+                history: VecDeque::new(),
+            },
+        }
+    }
+
+    /// Applies one validated event to its user's state (the caller holds the user's shard lock).
+    fn apply(&self, shard: &mut super::state::ShardWriter<'_>, event: &Event) -> Applied {
+        let m = &self.model;
+        let Some(item_id) = &event.item_id else {
+            return Applied::NoItem;
+        };
+        let Some(&item) = m.item_index.get(item_id.as_str()) else {
+            return Applied::UnknownItem;
+        };
+        let key = event.user_key();
+        if !shard.contains_key(key) {
+            let initial = self.initial_state(key);
+            shard.insert(key.to_owned(), initial);
+        }
+        let state = shard.get_mut(key).expect("inserted above");
+        // Events arriving out of order are clamped to a zero gap and never move the clock back.
+        let (gap, session_start) = match state.last_timestamp {
+            None => (0.0, true),
+            Some(last) => {
+                let gap = event.sent_at - last;
+                (gap, gap > m.session_timeout as f64)
+            }
+        };
+        // A model trained without EVENT_TYPE has the single type "" (docs/format.md), which every
+        // training event used. Real-time events must name a type (1–256 characters), so there each
+        // one maps to "" — otherwise serving would differ from training by K[""].
+        let event_type = if m.event_types.len() == 1 && m.event_types[0].is_empty() {
+            Some(0)
+        } else {
+            m.event_type_index.get(event.event_type.as_str()).copied()
+        };
+        step(
+            &m.cell,
+            m.isa,
+            &mut state.hidden,
+            item,
+            event_type,
+            time_features(gap, session_start),
+        );
+        state.last_timestamp = Some(
+            state
+                .last_timestamp
+                .map_or(event.sent_at, |t| t.max(event.sent_at)),
+        );
+        if m.history_limit > 0 {
+            if state.history.len() >= m.history_limit {
+                state.history.pop_front();
+            }
+            state.history.push_back(item);
+        }
+        Applied::Moved
+    }
+
+    /// Records `events` for the user `user_id` (or the anonymous session `session_id`): validates
+    /// every event first (nothing changes if one is invalid), skips events whose event id was seen,
+    /// updates the user's state one cell step per event, and — with an event log — returns only
+    /// once the accepted events are fsynced. Returns the number of events accepted.
+    pub fn put_events(
+        &self,
+        user_id: Option<&str>,
+        session_id: &str,
+        mut events: Vec<Event>,
+    ) -> Result<usize> {
+        validate_call(user_id, session_id)?;
+        for (i, e) in events.iter().enumerate() {
+            validate(e, i)?;
+        }
+        let key = user_id.unwrap_or(session_id);
+        let mut accepted = 0;
+        let mut ticket = None;
+        for mut event in events.drain(..) {
+            if let Some(id) = &event.event_id {
+                if !self.first_sighting(id) {
+                    self.counters.duplicate.fetch_add(1, Relaxed);
+                    continue;
+                }
+            }
+            event.user_id = user_id.map(str::to_owned);
+            event.session_id = session_id.to_owned();
+            let mut shard = self.states.write(key);
+            let applied = self.apply(&mut shard, &event);
+            if let Some(log) = &self.log {
+                ticket = Some(log.append(&event));
+            }
+            drop(shard);
+            match applied {
+                Applied::Moved => {}
+                Applied::UnknownItem => {
+                    self.counters.unknown_item.fetch_add(1, Relaxed);
+                }
+                Applied::NoItem => {
+                    self.counters.without_item.fetch_add(1, Relaxed);
+                }
+            }
+            self.counters.accepted.fetch_add(1, Relaxed);
+            accepted += 1;
+        }
+        if let (Some(log), Some(ticket)) = (&self.log, ticket) {
+            log.commit(ticket)?;
+        }
+        Ok(accepted)
+    }
+
+    fn view(&self, user: &str, with_history: bool) -> Option<UserView> {
+        let m = &self.model;
+        let from_events = self.states.read(user, |s| {
+            s.map(|s| UserView {
+                hidden: s.hidden.clone(),
+                last_timestamp: s.last_timestamp,
+                history: if with_history {
+                    s.history.iter().copied().collect()
+                } else {
+                    Vec::new()
+                },
+            })
+        });
+        from_events.or_else(|| {
+            m.users.row(user).map(|r| UserView {
+                hidden: m.users.state[r * m.hidden..(r + 1) * m.hidden].to_vec(),
+                last_timestamp: Some(m.users.last_timestamp[r] as f64),
+                history: if with_history {
+                    m.users.history(r).to_vec()
+                } else {
+                    Vec::new()
+                },
+            })
+        })
+    }
+
+    /// The query vector `[o; 1]` for a user view at time `at`.
+    fn query_vector(&self, view: &UserView, at: Option<f64>) -> Vec<f32> {
+        let m = &self.model;
+        let elapsed = match (at, view.last_timestamp) {
+            (Some(at), Some(last)) => at - last,
+            _ => 0.0,
+        };
+        let tau = time_features(elapsed, elapsed > m.session_timeout as f64);
+        let mut query = Vec::with_capacity(m.hidden + 1);
+        readout(&m.cell, &view.hidden, tau, &mut query);
+        query
+    }
+
+    fn indices(&self, ids: &[String]) -> Vec<u32> {
+        ids.iter()
+            .filter_map(|id| self.model.item_index.get(id.as_str()).copied())
+            .collect()
+    }
+
+    fn check_query(q: &Query) -> Result<()> {
+        if !(1..=MAX_RESULTS).contains(&q.num_results) {
+            return Err(Error::invalid_argument(
+                "num_results",
+                format!("expected 1–{MAX_RESULTS}, found {}", q.num_results),
+            ));
+        }
+        if let Some(at) = q.at {
+            if !at.is_finite() {
+                return Err(Error::invalid_argument(
+                    "at",
+                    format!("expected finite Unix seconds, found {at}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn exclusions(&self, q: &Query, view: Option<&UserView>) -> Vec<u32> {
+        let mut exclude = self.indices(&q.exclude_items);
+        if q.exclude_seen {
+            if let Some(v) = view {
+                exclude.extend_from_slice(&v.history);
+            }
+        }
+        exclude.sort_unstable();
+        exclude.dedup();
+        exclude
+    }
+
+    /// Popularity list (for users without a state), honouring exclusions and an include list.
+    fn popular(&self, k: usize, exclude: &[u32], include: Option<&[u32]>) -> Vec<(u32, f32)> {
+        let m = &self.model;
+        let allowed = |j: &u32| {
+            exclude.binary_search(j).is_err()
+                && include.is_none_or(|inc| inc.binary_search(j).is_ok())
+        };
+        m.popularity_order
+            .iter()
+            .copied()
+            .filter(allowed)
+            .take(k)
+            .map(|j| (j, m.popularity_score(j)))
+            .collect()
+    }
+
+    /// The best `num_results` items for `user` as `(item index, softmax score)`, best first. Users
+    /// without a state (unknown, or anonymous without events) get the popularity list.
+    pub fn recommend(&self, user: &str, q: &Query) -> Result<Vec<(u32, f32)>> {
+        Self::check_query(q)?;
+        let m = &self.model;
+        let k = q.num_results.min(m.num_items());
+        let view = self.view(user, q.exclude_seen);
+        let exclude = self.exclusions(q, view.as_ref());
+        let include = q.include_items.as_ref().map(|ids| {
+            let mut inc = self.indices(ids);
+            inc.sort_unstable();
+            inc.dedup();
+            inc
+        });
+        let Some(view) = view else {
+            return Ok(self.popular(k, &exclude, include.as_deref()));
+        };
+        let query = self.query_vector(&view, q.at);
+        match include {
+            None => Ok(top_k(m.isa, &m.table, &query, k, exclude)),
+            Some(include) => {
+                let log_z = log_normalizer(m.isa, &m.table, &query);
+                let mut scored: Vec<(u32, f32)> = include
+                    .into_iter()
+                    .filter(|j| exclude.binary_search(j).is_err())
+                    .map(|j| (j, logit(&m.table, &query, j)))
+                    .collect();
+                scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                scored.truncate(k);
+                Ok(scored
+                    .into_iter()
+                    .map(|(j, l)| (j, (f64::from(l) - log_z).exp() as f32))
+                    .collect())
+            }
+        }
+    }
+
+    /// [`Recommender::recommend`] for many users at once (blocked over items, parallel over
+    /// users); `include_items` is not supported here.
+    pub fn recommend_batch(&self, users: &[String], q: &Query) -> Result<Vec<Vec<(u32, f32)>>> {
+        Self::check_query(q)?;
+        if q.include_items.is_some() {
+            return Err(Error::invalid_argument(
+                "include_items",
+                "not supported by recommend_batch",
+            ));
+        }
+        let m = &self.model;
+        let k = q.num_results.min(m.num_items());
+        let views: Vec<Option<UserView>> =
+            users.iter().map(|u| self.view(u, q.exclude_seen)).collect();
+        let mut queries = Vec::new();
+        let mut excludes = Vec::new();
+        let mut slots = Vec::with_capacity(users.len());
+        for view in &views {
+            let exclude = self.exclusions(q, view.as_ref());
+            match view {
+                Some(v) => {
+                    slots.push(Ok(queries.len()));
+                    queries.push(self.query_vector(v, q.at));
+                    excludes.push(exclude);
+                }
+                None => slots.push(Err(exclude)),
+            }
+        }
+        let mut scored = top_k_batch(m.isa, &m.table, &queries, k, excludes)
+            .into_iter()
+            .map(Some)
+            .collect::<Vec<_>>();
+        Ok(slots
+            .into_iter()
+            .map(|slot| match slot {
+                Ok(i) => scored[i].take().expect("each slot is taken once"),
+                Err(exclude) => self.popular(k, &exclude, None),
+            })
+            .collect())
+    }
+
+    /// The item indices held for `user` (most recent last): stored history plus events.
+    pub fn history(&self, user: &str) -> Vec<u32> {
+        self.view(user, true).map(|v| v.history).unwrap_or_default()
+    }
+
+    /// The user's hidden state and the time of their last event, if the engine has a state.
+    pub fn state(&self, user: &str) -> Option<(Vec<f32>, Option<f64>)> {
+        self.view(user, false).map(|v| (v.hidden, v.last_timestamp))
+    }
+
+    /// Every item's softmax score for `user` at `at` (`None` for users without a state).
+    pub fn scores(&self, user: &str, at: Option<f64>) -> Option<Vec<f32>> {
+        let m = &self.model;
+        self.view(user, false).map(|v| {
+            let query = self.query_vector(&v, at);
+            super::topk::full_scores(m.isa, &m.table, &query)
+        })
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            events_accepted: c.accepted.load(Relaxed),
+            events_duplicate: c.duplicate.load(Relaxed),
+            events_unknown_item: c.unknown_item.load(Relaxed),
+            events_without_item: c.without_item.load(Relaxed),
+            events_replayed: self.replayed,
+            event_log_dropped_bytes: self.dropped_bytes,
+            event_log_records: self.log.as_ref().map_or(0, EventLog::records),
+            users_with_events: self.states.len() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::model_dir::tests::{temp_dir, write_model};
+
+    fn ev(item: &str, t: f64, id: Option<&str>) -> Event {
+        Event {
+            user_id: None,
+            session_id: String::new(),
+            event_type: "click".into(),
+            sent_at: t,
+            item_id: Some(item.into()),
+            event_value: None,
+            event_id: id.map(Into::into),
+            impression: vec![],
+            properties: None,
+        }
+    }
+
+    fn query(k: usize) -> Query {
+        Query {
+            num_results: k,
+            ..Query::default()
+        }
+    }
+
+    #[test]
+    fn state_update_equals_replaying_the_events() {
+        let dir = temp_dir("rec-replay");
+        write_model(&dir.join("m"), 6, 50, 3, 2);
+        let log = dir.join("events.log");
+        let rec = Recommender::load(&dir.join("m"), Some(&log)).unwrap();
+        let events: Vec<Event> = (0..10)
+            .map(|i| ev(&format!("i{}", i * 3), 1e9 + i as f64 * 500.0, None))
+            .collect();
+        rec.put_events(Some("u1"), "s1", events[..4].to_vec())
+            .unwrap();
+        rec.put_events(None, "anon", events.clone()).unwrap();
+        rec.put_events(Some("u1"), "s2", events[4..].to_vec())
+            .unwrap();
+        // One call with all events gives the same state as three calls.
+        let rec2 = Recommender::load(&dir.join("m"), None).unwrap();
+        rec2.put_events(Some("u1"), "s", events.clone()).unwrap();
+        assert_eq!(rec.state("u1"), rec2.state("u1"));
+        // A restarted process replays the log to the same state and history.
+        let again = Recommender::load(&dir.join("m"), Some(&log)).unwrap();
+        for user in ["u1", "anon", "u0"] {
+            assert_eq!(again.state(user), rec.state(user), "{user}");
+            assert_eq!(again.history(user), rec.history(user), "{user}");
+        }
+        assert_eq!(again.stats().events_replayed, 20);
+        assert_eq!(rec.history("anon").len(), 10);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn queries_unknown_users_duplicates_and_filters() {
+        let dir = temp_dir("rec-queries");
+        write_model(&dir, 4, 40, 2, 7);
+        let rec = Recommender::load(&dir, None).unwrap();
+        // Unknown user: popularity order.
+        let pop = rec.recommend("stranger", &query(5)).unwrap();
+        let order: Vec<u32> = rec.model().popularity_order[..5].to_vec();
+        assert_eq!(pop.iter().map(|p| p.0).collect::<Vec<_>>(), order);
+        assert!(rec.recommend("u0", &query(0)).is_err());
+        assert!(rec.recommend("u0", &query(501)).is_err());
+        // exclude_seen drops the stored history [0, 1].
+        let q = Query {
+            num_results: 40,
+            exclude_seen: true,
+            ..Query::default()
+        };
+        let got = rec.recommend("u0", &q).unwrap();
+        assert_eq!(got.len(), 38);
+        assert!(got.iter().all(|&(j, _)| j > 1));
+        // include_items restricts; scores are the same softmax.
+        let all = rec.scores("u0", None).unwrap();
+        let q = Query {
+            num_results: 10,
+            include_items: Some(vec!["i5".into(), "i7".into(), "nope".into()]),
+            ..Query::default()
+        };
+        let got = rec.recommend("u0", &q).unwrap();
+        assert_eq!(got.len(), 2);
+        for (j, s) in got {
+            assert!((all[j as usize] - s).abs() <= 1e-6 * s);
+        }
+        // Duplicate event ids are ignored; unknown items are counted but do not move the state.
+        let before = rec.state("u1");
+        assert_eq!(
+            rec.put_events(Some("u1"), "s", vec![ev("zzz", 2e9, Some("a"))])
+                .unwrap(),
+            1
+        );
+        assert_eq!(rec.state("u1"), before);
+        assert_eq!(
+            rec.put_events(
+                Some("u1"),
+                "s",
+                vec![ev("i3", 2e9, Some("a")), ev("i3", 2e9, Some("b"))]
+            )
+            .unwrap(),
+            1
+        );
+        assert_ne!(rec.state("u1"), before);
+        let s = rec.stats();
+        assert_eq!(
+            (s.events_accepted, s.events_duplicate, s.events_unknown_item),
+            (2, 1, 1)
+        );
+        // Batch equals one by one.
+        let users: Vec<String> = ["u0", "u1", "stranger", "u0", "u1", "u0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let batch = rec.recommend_batch(&users, &query(7)).unwrap();
+        for (u, b) in users.iter().zip(&batch) {
+            assert_eq!(b, &rec.recommend(u, &query(7)).unwrap());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,139 @@
+"""The console script: --help everywhere, `hrnn inspect`, one-line errors, solutionConfig parsing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hrnn.demo_data import write_demo_csv
+from hrnn.solution_config import load_solution_config, parse_solution_config
+
+COMMANDS = ["demo", "inspect", "train", "evaluate", "recommend", "batch-recommend", "put-events"]
+
+
+def hrnn_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Runs the installed console script (falls back to ``python -m hrnn``)."""
+    exe = shutil.which("hrnn", path=str(Path(sys.executable).parent))
+    command = [exe] if exe else [sys.executable, "-m", "hrnn"]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"hrnn {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_defaults(command):
+    out = hrnn_cli(command, "--help").stdout
+    assert "usage: hrnn " + command in out
+    if command == "train":
+        assert "[32, 256]" in out and "[2, 32]" in out
+        assert "--no-recency-mask" in out and "--perform-hpo" in out and "--config" in out
+
+
+def test_python_dash_m_works():
+    result = subprocess.run([sys.executable, "-m", "hrnn", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("hrnn ")
+
+
+def test_inspect_prints_distribution_and_cuts(tmp_path):
+    csv = write_demo_csv(tmp_path / "demo.csv")
+    out = hrnn_cli("inspect", str(csv), "--max-user-history-length-percentile", "0.9").stdout
+    assert "rows 14,432" in out and "users 400" in out and "items 240" in out
+    assert "event types: click" in out
+    assert "histogram" in out and "max cut" in out
+    assert "0.99" in out and "keep" in out
+    summary = json.loads(hrnn_cli("inspect", str(csv), "--json").stdout)
+    assert summary["rows"] == 14_432
+    cut = summary["chosen_cut"]
+    assert cut["keeps_users"] <= 400 and cut["max_length"] >= cut["min_length"]
+    percentiles = [c["percentile"] for c in summary["history_length"]["percentiles"]]
+    assert percentiles[0] == 0.0 and percentiles[-1] == 1.0
+
+
+def test_inspect_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    csv = write_demo_csv(tmp_path / "demo.csv")
+    png = tmp_path / "hist.png"
+    hrnn_cli("inspect", str(csv), "--plot", str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_errors_are_one_line_and_exit_nonzero(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("USER_ID,ITEM_ID,TIMESTAMP\nu,a,soon\n")
+    result = hrnn_cli("inspect", str(bad), check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SchemaError" in lines[0] and "line 2" in lines[0] and "soon" in lines[0]
+    assert "Traceback" not in result.stderr
+    missing = hrnn_cli("inspect", str(tmp_path / "missing.csv"), check=False)
+    assert missing.returncode == 1 and "FileNotFoundError" in missing.stderr
+    debug = hrnn_cli("--debug", "inspect", str(bad), check=False)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    usage = hrnn_cli("inspect", check=False)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_solution_config_maps_personalize_json(tmp_path):
+    document = {
+        "performHPO": "true",
+        "eventType": "click",
+        "solutionConfig": {
+            "eventValueThreshold": "0.5",
+            "algorithmHyperParameters": {"hidden_dimension": "55", "bptt": "16", "recency_mask": "false"},
+            "featureTransformationParameters": {
+                "min_user_history_length_percentile": "0.05",
+                "max_user_history_length_percentile": "0.95",
+            },
+            "hpoConfig": {
+                "hpoObjective": {"type": "Maximize", "metricName": "precision_at_25"},
+                "hpoResourceConfig": {"maxNumberOfTrainingJobs": "8", "maxParallelTrainingJobs": "2"},
+                "algorithmHyperParameterRanges": {
+                    "integerHyperParameterRanges": [
+                        {"name": "hidden_dimension", "minValue": 32, "maxValue": 64}
+                    ],
+                    "categoricalHyperParameterRanges": [
+                        {"name": "recency_mask", "values": ["true", "false"]}
+                    ],
+                },
+            },
+        },
+    }
+    config = parse_solution_config(document)
+    assert config.perform_hpo is True
+    assert config.train_kwargs == {
+        "event_type": "click",
+        "event_value_threshold": 0.5,
+        "hidden_dimension": 55,
+        "bptt": 16,
+        "recency_mask": False,
+        "min_user_history_length_percentile": 0.05,
+        "max_user_history_length_percentile": 0.95,
+    }
+    assert config.tune_kwargs == {
+        "objective": "precision_at_25",
+        "max_trials": 8,
+        "parallel_trials": 2,
+        "ranges": {"hidden_dimension": (32, 64), "recency_mask": [True, False]},
+    }
+    path = tmp_path / "solution.json"
+    path.write_text(json.dumps(document["solutionConfig"]))
+    assert load_solution_config(path).train_kwargs["hidden_dimension"] == 55
+
+
+def test_solution_config_errors_name_the_field(tmp_path):
+    with pytest.raises(ValueError, match=r"algorithmHyperParameters\.hidden_dimension: expected an integer"):
+        parse_solution_config({"algorithmHyperParameters": {"hidden_dimension": "4.5"}})
+    with pytest.raises(ValueError, match=r"algorithmHyperParameters\.dropout: unknown parameter"):
+        parse_solution_config({"algorithmHyperParameters": {"dropout": "0.1"}})
+    with pytest.raises(ValueError, match="recency_mask: expected true or false"):
+        parse_solution_config({"algorithmHyperParameters": {"recency_mask": "maybe"}})
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=r"broken\.json: line 1: invalid JSON"):
+        load_solution_config(path)

@@ -1,0 +1,114 @@
+"""Hyperparameters and training settings: the recipe's names, defaults, ranges and error messages."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+import hrnn
+from hrnn.training.config import Hyperparameters, TrainingConfig
+
+
+def test_recipe_defaults() -> None:
+    h = Hyperparameters()
+    assert h.to_dict() == {
+        "hidden_dimension": 43,
+        "bptt": 32,
+        "recency_mask": True,
+        "min_user_history_length_percentile": 0.0,
+        "max_user_history_length_percentile": 0.99,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("hidden_dimension", 31, "hidden_dimension: expected a value in [32, 256], found 31"),
+        ("hidden_dimension", 257, "hidden_dimension: expected a value in [32, 256], found 257"),
+        ("bptt", 1, "bptt: expected a value in [2, 32], found 1"),
+        ("bptt", 33, "bptt: expected a value in [2, 32], found 33"),
+        (
+            "min_user_history_length_percentile",
+            -0.1,
+            "min_user_history_length_percentile: expected a value in [0.0, 1.0]",
+        ),
+        (
+            "max_user_history_length_percentile",
+            1.5,
+            "max_user_history_length_percentile: expected a value in [0.0, 1.0]",
+        ),
+    ],
+)
+def test_hyperparameter_out_of_range(name: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Hyperparameters(**{name: value})
+    # hrnn.train validates before it touches the data (or imports torch).
+    with pytest.raises(ValueError, match=re.escape(message)):
+        hrnn.train(None, **{name: value})  # type: ignore[arg-type]
+
+
+def test_percentiles_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="min_user_history_length_percentile: expected a value ≤ max"):
+        Hyperparameters(min_user_history_length_percentile=0.9, max_user_history_length_percentile=0.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("hidden_dimension", 43.0, "hidden_dimension: expected an int"),
+        ("bptt", True, "bptt: expected an int"),
+        ("recency_mask", 1, "recency_mask: expected True or False"),
+    ],
+)
+def test_hyperparameter_wrong_type(name: str, value: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        Hyperparameters(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("epochs", 0, "epochs: expected a value in [1, 10000]"),
+        ("learning_rate", 0.0, "learning_rate: expected a value in (0.0, 10.0]"),
+        ("loss", "hinge", "loss: expected one of cross-entropy, bpr-max"),
+        ("sample_alpha", 2.0, "sample_alpha: expected a value in [0.0, 1.0]"),
+        ("dropout_hidden", 1.0, "dropout_hidden: expected a value in [0.0, 0.999]"),
+        ("recency_half_life", 0.0, "recency_half_life: expected a value in (0.0, inf)"),
+        ("validation_fraction", 0.7, "validation_fraction: expected a value in [0.0, 0.5]"),
+        ("session_timeout", -1, "session_timeout: expected a value in [0, 10000000000]"),
+        ("batch_size", 0, "batch_size: expected a value in [1, 65536]"),
+    ],
+)
+def test_training_setting_out_of_range(name: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainingConfig(**{name: value})
+    with pytest.raises(ValueError, match=re.escape(message)):
+        hrnn.train(None, **{name: value})  # type: ignore[arg-type]
+
+
+def test_batch_size_rule() -> None:
+    config = TrainingConfig()
+    assert config.resolved_batch_size(1_000) == 16
+    assert config.resolved_batch_size(79_000) == 19
+    assert config.resolved_batch_size(10_000_000) == 256
+    assert TrainingConfig(batch_size=7).resolved_batch_size(10_000_000) == 7
+
+
+def test_train_without_torch_says_what_to_install() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "import hrnn\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "try:\n"
+        "    hrnn.train(None)\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert 'pip install "hrnn[train]"' in out
+    assert "torch" in out

@@ -1,0 +1,271 @@
+"""hrnn.train end to end on tiny synthetic data: learning, data preparation, early stopping,
+reproducibility, logging/progress, save/load and torch scoring."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import hrnn  # noqa: E402
+from hrnn import model_format as fmt  # noqa: E402
+from hrnn.training import trainer  # noqa: E402
+from hrnn.training.config import Hyperparameters, TrainingConfig  # noqa: E402
+from hrnn.training.distributed import resolve_device  # noqa: E402
+
+T0 = 1_600_000_000
+FAST: dict[str, Any] = {"hidden_dimension": 32, "epochs": 3, "progress": False, "learning_rate": 0.05}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def cyclic_log(users: int = 60, length: int = 20, items: int = 30, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each user walks the item cycle i → i+1 from a random start; some gaps start new sessions."""
+    rng = np.random.default_rng(seed)
+    user = np.repeat(np.arange(users), length)
+    start = rng.integers(0, items, users)
+    item = (start[:, None] + np.arange(length)[None, :]).reshape(-1) % items
+    gaps = rng.choice([20, 90, 4000], size=(users, length), p=[0.5, 0.4, 0.1])
+    timestamp = (T0 + rng.integers(0, 500_000, users)[:, None] + np.cumsum(gaps, axis=1)).reshape(-1)
+    event_type = np.where(rng.random(user.size) < 0.8, "click", "buy")
+    return {"user": user, "item": item, "timestamp": timestamp, "event_type": event_type}
+
+
+def interactions(log: dict[str, np.ndarray], order: np.ndarray | None = None) -> hrnn.Interactions:
+    idx = np.arange(len(log["user"])) if order is None else order
+    return hrnn.Interactions.from_arrays(
+        log["user"][idx], log["item"][idx], log["timestamp"][idx], log["event_type"][idx]
+    )
+
+
+@pytest.fixture(scope="module")
+def log() -> dict[str, np.ndarray]:
+    return cyclic_log()
+
+
+@pytest.fixture(scope="module")
+def model(log: dict[str, np.ndarray]) -> hrnn.TrainedModel:
+    torch.set_num_threads(1)
+    return hrnn.train(interactions(log), **{**FAST, "epochs": 8})
+
+
+def test_learns_the_sequential_pattern(model: hrnn.TrainedModel) -> None:
+    history = [("4", T0), ("5", T0 + 20), ("6", T0 + 40)]
+    scores = model.score([history]).scores
+    assert model.item_ids[int(scores[0].argmax())] == "7"
+    log_entries = model.training["history"]
+    assert log_entries[-1]["loss"] < log_entries[0]["loss"]
+    assert max(e["validation_mrr"] for e in log_entries) > 0.5
+
+
+def test_same_seed_same_weights_on_cpu(log: dict[str, np.ndarray]) -> None:
+    a = hrnn.train(interactions(log), **{**FAST, "seed": 3})
+    b = hrnn.train(interactions(log), **{**FAST, "seed": 3})
+    c = hrnn.train(interactions(log), **{**FAST, "seed": 4})
+    for name in fmt.TENSOR_NAMES:
+        np.testing.assert_array_equal(a.tensors[name], b.tensors[name])
+    assert not np.array_equal(a.tensors[fmt.ITEM_EMBEDDING], c.tensors[fmt.ITEM_EMBEDDING])
+
+
+def test_events_are_consumed_in_time_order_whatever_the_row_order(log: dict[str, np.ndarray]) -> None:
+    # Rows in random order: every window still feeds each user's events oldest first, no shuffling.
+    shuffled = np.random.default_rng(1).permutation(len(log["user"]))
+    data = trainer.prepare_data(interactions(log, shuffled), Hyperparameters(), TrainingConfig())
+    sessions = data.sessions
+    order = np.random.default_rng(2).permutation(sessions.num_users)
+    layout = trainer.build_layout(data.starts[order], data.train_stop[order], 7, 32)
+    user = sessions.user_index
+    fed = 0
+    for row, reset in zip(layout.position, layout.reset, strict=True):
+        valid = row[row >= 0]
+        same_user = (user[valid[1:]] == user[valid[:-1]]) & ~reset[1 : valid.size]
+        assert np.all(np.diff(valid)[same_user] == 1)
+        assert np.all(np.diff(sessions.timestamp[valid])[same_user] >= 0)
+        fed += valid.size
+    assert fed == int(np.sum(np.maximum(data.train_stop - data.starts, 0)))
+
+
+def test_final_states_equal_scoring_each_history_alone(
+    model: hrnn.TrainedModel, log: dict[str, np.ndarray]
+) -> None:
+    # The slot-batched pass over all users (a slot moves from user to user) equals running each
+    # user on its own from h_0 = 0: nothing leaks between users in evaluation.
+    histories = []
+    for uid in model.user_ids[:12]:
+        rows = np.flatnonzero(log["user"] == int(uid))
+        rows = rows[np.argsort(log["timestamp"][rows], kind="stable")]
+        histories.append(
+            [(str(log["item"][r]), int(log["timestamp"][r]), str(log["event_type"][r])) for r in rows]
+        )
+    scored = model.score(histories)
+    np.testing.assert_allclose(scored.states, model.user_states[:12], rtol=1e-4, atol=1e-5)
+    assert scored.scores.shape == (12, len(model.item_ids))
+    np.testing.assert_allclose(scored.scores.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_training_slots_do_not_leak_between_users(log: dict[str, np.ndarray]) -> None:
+    # One training window where a slot runs user A then user B: B's loss has no gradient w.r.t.
+    # the items only A saw, and B's states equal a run of B alone.
+    hyper, config = (
+        Hyperparameters(hidden_dimension=32),
+        TrainingConfig(dropout_embedding=0.0, dropout_hidden=0.0),
+    )
+    data = trainer.prepare_data(interactions(log), hyper, config)
+    torch.manual_seed(0)
+    net = trainer.HRNN(data.sessions.num_items, 2, 32)
+    starts, ends = data.starts, data.ends
+    layout = trainer.build_layout(starts[[0, 1]], ends[[0, 1]] - 1, num_slots=1, bptt=40)
+    window = layout.window(0, data.features)
+    batch = trainer._to_device(window, torch.device("cpu"))
+    states, _ = net.run(batch["item"], batch["event_type"], batch["time"], torch.zeros(1, 32), batch["reset"])
+    b_first = int(np.flatnonzero(window.reset[:, 0])[1])
+    b_steps = int(np.count_nonzero(window.position[:, 0] >= 0)) - b_first
+    alone, _ = net.run(
+        batch["item"][b_first : b_first + b_steps],
+        batch["event_type"][b_first : b_first + b_steps],
+        batch["time"][b_first : b_first + b_steps],
+        torch.zeros(1, 32),
+    )
+    torch.testing.assert_close(states[b_first : b_first + b_steps], alone)
+    states[b_first : b_first + b_steps].sum().backward()
+    a_only = set(window.item[:b_first, 0].tolist()) - set(window.item[b_first:, 0].tolist())
+    grad = net.item_embedding.weight.grad
+    assert grad is not None and a_only
+    assert torch.all(grad[sorted(a_only)] == 0)
+
+
+def test_preparation_selects_filters_and_checks() -> None:
+    log = cyclic_log(users=150)
+    data = interactions(log)
+    settings = {"epochs": 1, "event_type": "click", "max_user_history_length_percentile": 0.7}
+    m = hrnn.train(data, **{**FAST, **settings})
+    summary = m.meta["data_summary"]
+    rules = [d["rule"] for d in summary["report"]["drops"]]
+    assert len(rules) == 2
+    assert summary["rows"] < int(np.count_nonzero(log["event_type"] == "click"))
+    assert m.hyperparameters["max_user_history_length_percentile"] == 0.7
+    with pytest.raises(hrnn.InsufficientDataError):
+        hrnn.train(interactions(cyclic_log(users=20)), **FAST)
+
+
+def test_recency_mask_sets_the_target_weights(log: dict[str, np.ndarray]) -> None:
+    data = interactions(log)
+    config = TrainingConfig(recency_half_life=3600.0, validation_fraction=0.0)
+    on = trainer.prepare_data(data, Hyperparameters(), config)
+    off = trainer.prepare_data(data, Hyperparameters(recency_mask=False), config)
+    ts = on.sessions.timestamp
+    np.testing.assert_allclose(on.features.weight, 0.5 ** ((ts.max() - ts) / 3600.0), rtol=1e-5, atol=1e-30)
+    np.testing.assert_array_equal(off.features.weight, np.ones(len(ts)))
+    default = trainer.prepare_data(data, Hyperparameters(), TrainingConfig())
+    assert default.half_life == pytest.approx((ts.max() - ts.min()) / 4)
+    # Validation targets are never trained on.
+    assert np.all(default.features.weight[default.validation_weight > 0] == 0)
+
+
+def test_early_stopping_restores_the_best_epoch(
+    log: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scripted = iter([0.1, 0.5, 0.2, 0.3, 0.4, 0.9])
+    snapshots: list[dict[str, Any]] = []
+
+    def fake_evaluate(model: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+        snapshots.append(copy.deepcopy(model.state_dict()))
+        return {"mrr": next(scripted), "recall": 0.0, "targets": 1.0}
+
+    monkeypatch.setattr(trainer, "evaluate", fake_evaluate)
+    m = hrnn.train(interactions(log), **{**FAST, "epochs": 6, "patience": 3})
+    assert m.training["epochs_trained"] == 5  # epochs 3, 4, 5 did not beat epoch 2
+    assert m.training["best_epoch"] == 2
+    np.testing.assert_array_equal(
+        m.tensors[fmt.ITEM_EMBEDDING], snapshots[1]["item_embedding.weight"].numpy()
+    )
+
+
+@pytest.mark.parametrize("settings", [{"full_softmax_max_items": 0}, {"loss": "bpr-max"}])
+def test_sampled_losses_train(log: dict[str, np.ndarray], settings: dict[str, Any]) -> None:
+    m = hrnn.train(interactions(log), **{**FAST, "num_negatives": 16, **settings})
+    entries = m.training["history"]
+    assert entries[-1]["loss"] < entries[0]["loss"]
+    assert all(np.isfinite(m.tensors[fmt.OUTPUT_WEIGHT]).ravel())
+
+
+def test_progress_bar_and_throughput_logging(
+    log: dict[str, np.ndarray], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="hrnn"):
+        hrnn.train(interactions(log), **{**FAST, "epochs": 1, "progress": True})
+    assert "events/s" in caplog.text
+    assert "epoch 1/1" in capsys.readouterr().err
+    hrnn.train(interactions(log), **{**FAST, "epochs": 1})
+    assert capsys.readouterr().err == ""
+
+
+def test_device_auto_is_cpu_without_cuda() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device: 'cuda' requested but CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="device: expected"):
+        resolve_device("tpu-ish")
+
+
+def test_save_load_round_trip(model: hrnn.TrainedModel, log: dict[str, np.ndarray], tmp_path: Path) -> None:
+    path = model.save(tmp_path / "model")
+    read = fmt.read_model_dir(path)
+    meta = read.meta
+    assert meta["format"] == "hrnn-model" and meta["format_version"] == 1
+    assert meta["hyperparameters"]["hidden_dimension"] == 32
+    assert meta["training"]["epochs"] == 8 and "learning_rate" in meta["training"]
+    assert meta["session_timeout"] == 1800 and meta["history_limit"] == 100
+    assert sorted(meta["event_types"]) == ["buy", "click"]
+    assert meta["data_summary"]["report"]["rows"] == meta["data_summary"]["rows"]
+    assert meta["hrnn_version"] == hrnn.__version__
+    # Popularity: distinct users per item; histories: each user's items, oldest first.
+    pop = read.tensors[fmt.ITEMS_POPULARITY]
+    pairs = {(u, i) for u, i in zip(log["user"].tolist(), log["item"].tolist(), strict=True)}
+    assert pop.sum() == len(pairs)
+    for item_id, count in zip(model.item_ids, pop.tolist(), strict=True):
+        assert count == len({u for u, i in pairs if i == int(item_id)})
+    offsets, items = read.tensors[fmt.USERS_HISTORY_OFFSETS], read.tensors[fmt.USERS_HISTORY_ITEMS]
+    assert np.all(np.diff(offsets) == 20)
+    first = [model.item_ids[i] for i in items[offsets[0] : offsets[1]]]
+    assert all((int(b) - int(a)) % 30 == 1 for a, b in itertools.pairwise(first))
+    loaded = hrnn.TrainedModel.load(path)
+    history = [[("3", T0), ("4", T0 + 50)], []]
+    np.testing.assert_array_equal(loaded.score(history).scores, model.score(history).scores)
+
+
+def test_score_reads_out_at_the_query_time(model: hrnn.TrainedModel) -> None:
+    history = [("3", T0), ("4", T0 + 50)]
+    items = np.array(["3", "4"])
+    stamps = np.array([T0, T0 + 50])
+    plain = model.score([history, history, (items, stamps)], at=[None, T0 + 50, T0 + 86_400])
+    np.testing.assert_array_equal(plain.scores[0], plain.scores[1])  # at = last event ⇔ Δq = 0
+    assert not np.allclose(plain.scores[0], plain.scores[2])
+    np.testing.assert_array_equal(plain.states[0], plain.states[2])
+    with pytest.raises(ValueError, match=r"histories\[0\]\[1\]: unknown item id 'nope'"):
+        model.score([[("3", T0), ("nope", T0 + 1)]])
+    with pytest.raises(ValueError, match="at: expected 1 query times"):
+        model.score([history], at=[1, 2])
+
+
+def test_unknown_event_type_contributes_nothing(model: hrnn.TrainedModel) -> None:
+    a = model.score([[("3", T0, "never-seen")]]).states
+    net = model.module
+    with torch.no_grad():
+        x = net.item_embedding.weight[model.item_ids.index("3")]
+        u = torch.cat([x, torch.tensor([0.0, 1.0])])
+        d = torch.sigmoid(net.discount(u))
+        h = net.gru(u[None], (d * 0)[None])
+    np.testing.assert_allclose(a[0], h[0].numpy(), rtol=1e-5, atol=1e-6)
