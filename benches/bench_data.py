@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,28 @@ def test_hrnn_and_polars_agree(interactions, polars_frame):
     assert len(ours) == theirs.height
     sessions = interactions.sessionize(TIMEOUT)
     assert sessions.num_sessions == int(polars_sessionize(polars_frame)["session_start"].sum())
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc")
+def test_sessions_memory_stays_under_twice_its_arrays(interactions, capsys):
+    """The CSR output is numpy arrays over Rust buffers: no per-row Python objects."""
+    before = _rss_bytes()
+    sessions = interactions.sessionize(TIMEOUT)
+    grown = _rss_bytes() - before
+    arrays = sum(
+        getattr(sessions, name).nbytes
+        for name in ("user_offsets", "row", "item_index", "timestamp", "time_gap", "session_start",
+                     "session_id", "event_type", "event_value")
+    )  # fmt: skip
+    with capsys.disabled():
+        print(
+            f"\nsessions of {len(sessions):,} rows: "
+            f"arrays {arrays / 1e6:.1f} MB, RSS grew {grown / 1e6:.1f} MB"
+        )
+    if len(sessions) >= 1_000_000:  # RSS is too coarse to judge small inputs
+        assert grown < 2 * arrays

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +58,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(result)
         kwargs.update(result.best_config)
     model = hrnn.train(data, **kwargs)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun every rank holds the same weights; rank 0 writes them
     path = model.save(args.out)
     print(f"model written to {path}")
     return 0

@@ -92,10 +92,9 @@ def cmd_batch_recommend(args: argparse.Namespace) -> int:
                 users = [
                     record["userId"] for (record, err), _ in parsed if err is None and record is not None
                 ]
-                items, scores = (
-                    rec.recommend_batch(users, num_results=args.num_results) if users else ([], [])
-                )
-                ids = rec.item_ids_of(items) if users else []
+                batch = rec.recommend_batch(users, num_results=args.num_results) if users else None
+                ids = rec.item_ids_of(batch.item_indices).tolist() if batch is not None else []
+                scores = batch.scores.tolist() if batch is not None else []
                 k = 0
                 for (record, err), number in parsed:
                     if err is not None:
@@ -104,9 +103,10 @@ def cmd_batch_recommend(args: argparse.Namespace) -> int:
                             _dumps({"input": record, "output": None, "error": f"line {number}: {err}"}) + "\n"
                         )
                         continue
+                    kept = [i for i, item in enumerate(ids[k]) if item is not None]  # drop -1 padding
                     result = {
-                        "recommendedItems": ids[k],
-                        "scores": [round(float(s), 7) for s in scores[k]],
+                        "recommendedItems": [ids[k][i] for i in kept],
+                        "scores": [round(scores[k][i], 7) for i in kept],
                     }
                     out.write(_dumps({"input": record, "output": result, "error": None}) + "\n")
                     k += 1

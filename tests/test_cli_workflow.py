@@ -1,0 +1,139 @@
+"""The console script end to end on small data: train → recommend → batch → put-events → recommend.
+
+Runs the real ``hrnn`` executable in subprocesses and checks outputs and exit codes, bad inputs too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hrnn.demo_data import write_demo_csv
+from test_cli_inspect import hrnn_cli
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    csv = write_demo_csv(root / "demo.csv")
+    out = root / "model"
+    result = hrnn_cli(
+        "--quiet", "train", str(csv), "--out", str(out), "--epochs", "2", "--hidden-dimension", "32",
+        "--bptt", "8", "--no-recency-mask", "--max-user-history-length-percentile", "1.0",
+    )  # fmt: skip
+    assert "model written to" in result.stdout
+    assert (out / "model.safetensors").exists() and (out / "model.json").exists()
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["hyperparameters"]["hidden_dimension"] == 32 and meta["hyperparameters"]["bptt"] == 8
+    assert meta["hyperparameters"]["recency_mask"] is False
+    return out
+
+
+def test_recommend_prints_personalize_response(model_dir):
+    response = json.loads(hrnn_cli("recommend", str(model_dir), "--user-id", "user-3", "--json").stdout)
+    items = response["itemList"]
+    assert len(items) == 25 and response["recommendationId"].startswith("RID-")
+    scores = [entry["score"] for entry in items]
+    assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
+    text = hrnn_cli("recommend", str(model_dir), "--user-id", "nobody", "--num-results", "3").stdout
+    assert len(text.strip().splitlines()) == 3  # unknown users get the popularity list
+
+
+def test_recommend_rejects_bad_num_results(model_dir):
+    result = hrnn_cli("recommend", str(model_dir), "--user-id", "user-3", "--num-results", "501", check=False)
+    assert result.returncode == 1 and "num_results" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_batch_recommend_fills_errors_and_goes_on(model_dir, tmp_path):
+    lines = [
+        '{"userId": "user-1"}',
+        "not json",
+        '{"userId": ""}',
+        '{"userId": "nobody"}',
+        "",
+        '{"userId": "user-2"}',
+    ]
+    source = tmp_path / "users.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    args = ["--input", str(source), "--output", str(out), "--num-results", "5", "--chunk-size", "2"]
+    result = hrnn_cli("--quiet", "batch-recommend", str(model_dir), *args)
+    assert "5 lines: 3 recommended, 2 with errors" in result.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 5
+    assert records[0]["input"] == {"userId": "user-1"} and records[0]["error"] is None
+    assert len(records[0]["output"]["recommendedItems"]) == 5 and len(records[0]["output"]["scores"]) == 5
+    assert "line 2" in records[1]["error"] and records[1]["output"] is None
+    assert "userId" in records[2]["error"]
+    assert records[3]["error"] is None  # unknown user: popularity, not an error
+    assert records[4]["input"]["userId"] == "user-2"
+
+
+def test_put_events_then_recommend_reflects_them(model_dir, tmp_path):
+    log = tmp_path / "events.log"
+    before = json.loads(
+        hrnn_cli("recommend", str(model_dir), "--user-id", "user-5", "--json", "--event-log", str(log)).stdout
+    )
+    events = [
+        {"eventType": "click", "sentAt": 1_800_000_000 + k, "itemId": f"item-{200 + k}", "eventId": f"e{k}"}
+        for k in range(4)
+    ]
+    requests = tmp_path / "events.jsonl"
+    requests.write_text(
+        json.dumps({"trackingId": "t", "userId": "user-5", "sessionId": "s1", "eventList": events}) + "\n"
+        + json.dumps({"sessionId": "s2", "eventList": [{"eventType": "", "sentAt": 1}]}) + "\n"
+    )  # fmt: skip
+    result = hrnn_cli(
+        "put-events", str(model_dir), "--event-log", str(log), "--input", str(requests), check=False
+    )
+    assert result.returncode == 1  # the second request is invalid, and said so
+    assert (
+        "4 events accepted" in result.stdout and "line 2" in result.stderr and "event_type" in result.stderr
+    )
+    after = json.loads(
+        hrnn_cli("recommend", str(model_dir), "--user-id", "user-5", "--json", "--event-log", str(log)).stdout
+    )
+    assert [i["itemId"] for i in after["itemList"]] != [i["itemId"] for i in before["itemList"]]
+    # Replaying the same request is idempotent (event ids already seen are ignored).
+    requests.write_text(json.dumps({"userId": "user-5", "sessionId": "s1", "eventList": events}) + "\n")
+    hrnn_cli("put-events", str(model_dir), "--event-log", str(log), "--input", str(requests))
+    again = json.loads(
+        hrnn_cli("recommend", str(model_dir), "--user-id", "user-5", "--json", "--event-log", str(log)).stdout
+    )
+    assert [i["itemId"] for i in again["itemList"]] == [i["itemId"] for i in after["itemList"]]
+
+
+def test_train_rejects_out_of_range_hyperparameters(tmp_path):
+    csv = write_demo_csv(tmp_path / "demo.csv")
+    result = hrnn_cli("train", str(csv), "--out", str(tmp_path / "m"), "--hidden-dimension", "8", check=False)
+    assert result.returncode == 1 and "hidden_dimension" in result.stderr and "[32, 256]" in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_accepts_a_personalize_solution_config(tmp_path):
+    csv = write_demo_csv(tmp_path / "demo.csv")
+    config = tmp_path / "solution.json"
+    config.write_text(
+        json.dumps({"solutionConfig": {"algorithmHyperParameters": {"hidden_dimension": "300"}}})
+    )
+    result = hrnn_cli("train", str(csv), "--out", str(tmp_path / "m"), "--config", str(config), check=False)
+    assert result.returncode == 1 and "hidden_dimension" in result.stderr
+
+
+def test_evaluate_prints_a_json_report(tmp_path):
+    csv = write_demo_csv(tmp_path / "demo.csv")
+    args = ["--protocol", "holdout-last", "--epochs", "1", "--baselines", "popularity", "--exclude-seen"]
+    report = json.loads(hrnn_cli("--quiet", "evaluate", str(csv), *args, "--json").stdout)
+    assert "mean_reciprocal_rank_at_25" in json.dumps(report) and "popularity" in json.dumps(report)
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo-model"
+    text = hrnn_cli("--quiet", "demo", "--epochs", "1", "--out", str(out)).stdout
+    assert "synthetic log" in text and "popularity" in text and "MRR@25" in text  # the report table
+    assert "recommendations after the events" in text and "changed without retraining" in text
+    assert (out / "model.safetensors").exists()
