@@ -167,7 +167,7 @@ def test_recency_mask_sets_the_target_weights(log: dict[str, np.ndarray]) -> Non
     np.testing.assert_allclose(on.features.weight, 0.5 ** ((ts.max() - ts) / 3600.0), rtol=1e-5, atol=1e-30)
     np.testing.assert_array_equal(off.features.weight, np.ones(len(ts)))
     default = trainer.prepare_data(data, Hyperparameters(), TrainingConfig())
-    assert default.half_life == pytest.approx((ts.max() - ts.min()) / 4)
+    assert default.half_life == pytest.approx(ts.max() - ts.min())
     # Validation targets are never trained on.
     assert np.all(default.features.weight[default.validation_weight > 0] == 0)
 

@@ -99,7 +99,7 @@ def train(
         tie_embeddings: share the input and output item embeddings.
         dropout_embedding: dropout on the input vector.
         dropout_hidden: dropout on the read-out state.
-        recency_half_life: seconds (default: a quarter of the training time span).
+        recency_half_life: seconds (default: the training time span, so the oldest target weighs ½).
         max_grad_norm: gradient-norm clipping (0 = off).
         validation_fraction: share of users used for early stopping (0 = no early stopping).
         validation_max_users: cap on validation users.

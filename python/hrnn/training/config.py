@@ -109,7 +109,8 @@ class TrainingConfig:
         tie_embeddings: use the input item embedding as the output embedding.
         dropout_embedding: dropout on the input vector ``x_t``, in [0, 1).
         dropout_hidden: dropout on the read-out state ``o``, in [0, 1).
-        recency_half_life: seconds; ``None`` = a quarter of the training time span. In (0, inf).
+        recency_half_life: seconds; ``None`` = the training time span (the oldest target weighs ½ of
+            the newest). In (0, inf).
         max_grad_norm: gradient clipping threshold (``0`` = none), in [0, inf).
         validation_fraction: share of users whose latest events are held out for early stopping
             (at least ``min(200, users // 3)``, at most ``validation_max_users``); ``0`` disables

@@ -112,7 +112,7 @@ def prepare_data(
     end_time, span = int(ts.max()), int(ts.max() - ts.min())
     half_life = config.recency_half_life
     if half_life is None:
-        half_life = span / 4.0 if span > 0 else None
+        half_life = float(span) if span > 0 else None
     weight = recency_weights(ts, end_time, half_life, hyper.recency_mask)
     if not hyper.recency_mask:
         half_life = None
