@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train on a bundled synthetic log, evaluate, update in real time",
                        formatter_class=_Formatter)  # fmt: skip
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic log and of training")
-    p.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
+    p.add_argument(
+        "--epochs", type=int, default=8, help="maximum training epochs (keeps the demo under a minute)"
+    )
     p.add_argument("--out", default=None, help="also keep the trained model directory here")
 
     p = sub.add_parser("inspect", help="counts, time range, event types, history-length distribution",
