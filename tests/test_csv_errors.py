@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hrnn import Interactions, SchemaError
 
@@ -66,3 +68,15 @@ def test_large_file_is_streamed(write_csv, tmp_path):
     data = Interactions.from_csv(write_csv("USER_ID,ITEM_ID,TIMESTAMP\n" + rows))
     assert len(data) == 200_000 and data.num_users == 997 and data.num_items == 503
     assert data.columns()["timestamp"][-1] == 199_999
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=300), header=st.sampled_from([HEADER, "USER_ID,ITEM_ID,TIMESTAMP\n", ""]))
+def test_arbitrary_bytes_never_crash(write_csv, body, header):
+    path = write_csv(header.encode() + body)
+    try:
+        data = Interactions.from_csv(path)
+    except SchemaError as error:
+        assert str(error).startswith(str(path))
+    else:
+        assert len(data) >= 1 and data.num_users >= 1
