@@ -85,6 +85,17 @@ def rec(weights: dict[str, Any]) -> hrnn.Recommender:
     return hrnn.Recommender.load(weights["path"])
 
 
+@pytest.fixture(scope="module")
+def rec_bf16(weights: dict[str, Any]) -> hrnn.Recommender:
+    """The same model with its item table held in bfloat16 (a load-time choice)."""
+    return hrnn.Recommender.load(weights["path"], precision="bf16")
+
+
+def _overlap(a: Any, b: Any) -> float:
+    """Mean share of the top-K item sets two batches have in common."""
+    return float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a, b, strict=True)]))
+
+
 def _gate(t: dict[str, np.ndarray]) -> np.ndarray:
     """σ(W_q τ_q + b_q) at Δq = 0 (the `at=None` query), as every competitor applies it."""
     return 1.0 / (1.0 + np.exp(-t["readout.bias"]))
@@ -95,6 +106,21 @@ def _gate(t: dict[str, np.ndarray]) -> np.ndarray:
 def test_hrnn_recommend(benchmark: Any, rec: hrnn.Recommender, weights: dict[str, Any]) -> None:
     top = benchmark(rec.recommend, "user7", K)
     assert len(top) == min(K, rec.num_items)
+
+
+@pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
+def test_hrnn_bf16_recommend(
+    benchmark: Any, rec: hrnn.Recommender, rec_bf16: hrnn.Recommender, weights: dict[str, Any]
+) -> None:
+    top = benchmark(rec_bf16.recommend, "user7", K)
+    assert len(top) == min(K, rec.num_items)
+    # Agreement with f32 over all users (top-25 overlap; ~99.5% on these random weights).
+    users = weights["users"]
+    overlap = _overlap(
+        rec.recommend_batch(users, K).item_indices, rec_bf16.recommend_batch(users, K).item_indices
+    )
+    benchmark.extra_info["top25_overlap_with_fp32"] = overlap
+    assert overlap >= 0.97
 
 
 @pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
@@ -193,6 +219,14 @@ def test_onnxruntime_recommend(benchmark: Any, weights: dict[str, Any], rec: hrn
 @pytest.mark.benchmark(group="recommend: 256 users, top-25 (2 threads)")
 def test_hrnn_recommend_batch(benchmark: Any, rec: hrnn.Recommender, weights: dict[str, Any]) -> None:
     batch = benchmark(rec.recommend_batch, weights["users"], K)
+    assert batch.item_indices.shape == (BATCH, K)
+
+
+@pytest.mark.benchmark(group="recommend: 256 users, top-25 (2 threads)")
+def test_hrnn_bf16_recommend_batch(
+    benchmark: Any, rec_bf16: hrnn.Recommender, weights: dict[str, Any]
+) -> None:
+    batch = benchmark(rec_bf16.recommend_batch, weights["users"], K)
     assert batch.item_indices.shape == (BATCH, K)
 
 

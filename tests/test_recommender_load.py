@@ -192,3 +192,38 @@ def test_random_corruption_never_crashes(tmp_path: Path) -> None:
         except hrnn.ModelFormatError:
             outcomes.add("rejected")
     assert "rejected" in outcomes
+
+
+def _bf16(x: np.ndarray) -> np.ndarray:
+    """Round-to-nearest-even f32 → bfloat16 → f32, in numpy (the obviously-correct reference)."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+    return rounded.astype(np.uint32).view(np.float32)
+
+
+def test_bf16_precision_scores_the_rounded_weights() -> None:
+    exact = hrnn.Recommender.load(TINY)
+    rec = hrnn.Recommender.load(TINY, precision="bf16")
+    assert (exact.precision, rec.precision) == ("fp32", "bf16")
+    assert "precision='bf16'" in repr(rec)
+    tensors = load_file(TINY / "model.safetensors")
+    out_w, out_b = _bf16(tensors["output.weight"]).astype(np.float64), tensors["output.bias"]
+    for user in ["user0", "user1", "user2", "user3"]:
+        state, exact_state = rec.state(user), exact.state(user)
+        assert state is not None and exact_state is not None
+        assert np.array_equal(state[0], exact_state[0])
+        # The softmax of logits over bf16-rounded weights (biases and the cell stay f32).
+        gate = 1.0 / (1.0 + np.exp(-tensors["readout.bias"].astype(np.float64)))
+        logits = out_w @ (gate * state[0]) + out_b
+        want = np.exp(logits - logits.max())
+        want /= want.sum()
+        scores = rec.scores(user)
+        assert scores is not None
+        np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-9)
+        top = rec.recommend(user, 25)
+        assert len({i for i, _ in top} & {i for i, _ in exact.recommend(user, 25)}) >= 24
+
+
+def test_unknown_precision_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match='precision: expected "fp32" or "bf16", found \'fp16\''):
+        hrnn.Recommender.load(TINY, precision="fp16")  # type: ignore[arg-type]

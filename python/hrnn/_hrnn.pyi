@@ -100,7 +100,9 @@ class SessionKnnIndex:
 @final
 class Recommender:
     @staticmethod
-    def load(model_dir: str | PathLike[str], event_log: str | PathLike[str] | None = None) -> Recommender: ...
+    def load(
+        model_dir: str | PathLike[str], event_log: str | PathLike[str] | None = None, precision: str = "fp32"
+    ) -> Recommender: ...
     def recommend(
         self,
         user_id: str,
@@ -133,6 +135,8 @@ class Recommender:
     def hidden_dimension(self) -> int: ...
     @property
     def session_timeout(self) -> int: ...
+    @property
+    def precision(self) -> str: ...
     @property
     def isa(self) -> str: ...
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -59,7 +59,11 @@ class Recommender:
 
     @classmethod
     def load(
-        cls, model_dir: str | os.PathLike[str], *, event_log: str | os.PathLike[str] | None = None
+        cls,
+        model_dir: str | os.PathLike[str],
+        *,
+        event_log: str | os.PathLike[str] | None = None,
+        precision: Literal["fp32", "bf16"] = "fp32",
     ) -> Recommender:
         """Loads a model directory written by :meth:`hrnn.TrainedModel.save` (docs/format.md).
 
@@ -68,6 +72,13 @@ class Recommender:
             event_log: an append-only log of accepted events. Created when missing; when present,
                 its events are replayed so a restarted process has the same state. A torn last
                 record (a crash mid-write) is dropped with a logged warning.
+            precision: how the item table (the output layer, by far the largest tensor) is held
+                in memory; the model file is unchanged. ``"fp32"`` (default) scores exactly as
+                trained. ``"bf16"`` rounds each output weight to bfloat16 (nearest, ties to even;
+                biases and the recurrent cell stay f32): half the memory and memory traffic, so a
+                single query runs about twice as fast, while each logit moves by ~0.1–0.4% —
+                scores then differ from f32 by that much and near-ties in the top-K may swap
+                (measured top-25 overlap with f32: see benches/bench_recommend.py).
 
         Returns:
             The recommender.
@@ -78,8 +89,10 @@ class Recommender:
             FileNotFoundError: the directory or one of its files is missing.
             OSError: the event log cannot be read or written, or is corrupt before its last record.
         """
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f'precision: expected "fp32" or "bf16", found {precision!r}')
         inner = _hrnn.Recommender.load(
-            os.fspath(model_dir), None if event_log is None else os.fspath(event_log)
+            os.fspath(model_dir), None if event_log is None else os.fspath(event_log), precision
         )
         dropped = inner.stats()["event_log_dropped_bytes"]
         if dropped:
@@ -93,7 +106,7 @@ class Recommender:
     def __repr__(self) -> str:
         return (
             f"Recommender(items={self.num_items}, hidden_dimension={self.hidden_dimension}, "
-            f"isa={self._inner.isa!r})"
+            f"isa={self._inner.isa!r}, precision={self._inner.precision!r})"
         )
 
     # ----- recommendations ----------------------------------------------------------------------
@@ -261,6 +274,11 @@ class Recommender:
     def session_timeout(self) -> int:
         """Seconds of inactivity after which an event starts a new session."""
         return self._inner.session_timeout
+
+    @property
+    def precision(self) -> str:
+        """How the item table is held in memory (``"fp32"`` or ``"bf16"``), chosen at load time."""
+        return self._inner.precision
 
     @property
     def isa(self) -> str:

@@ -6,7 +6,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hrnn_core::engine::cell::{step, time_features};
 use hrnn_core::engine::kernels::Isa;
-use hrnn_core::engine::model::{CellWeights, ItemTable};
+use hrnn_core::engine::model::{CellWeights, ItemTable, Precision};
 use hrnn_core::engine::topk::{top_k, top_k_batch};
 
 const H: usize = 43;
@@ -31,29 +31,38 @@ fn query(seed: u64) -> Vec<f32> {
 }
 
 fn scoring(c: &mut Criterion) {
-    let table = ItemTable::new(&random(N * H, 1, 0.6), &random(N, 2, 1.0), H);
+    let fp32 = ItemTable::new(&random(N * H, 1, 0.6), &random(N, 2, 1.0), H);
+    let bf16 = fp32.clone().with_precision(Precision::Bf16);
     let mut group = c.benchmark_group("scoring");
-    for isa in [Isa::Portable, Isa::detect()] {
+    for (table, isa) in [
+        (&fp32, Isa::Portable),
+        (&fp32, Isa::detect()),
+        (&bf16, Isa::detect()),
+    ] {
         let q = query(3);
+        let precision = table.precision();
         group.throughput(Throughput::Elements(1));
-        group.bench_function(format!("top25_single_{isa}"), |b| {
-            b.iter(|| top_k(isa, &table, black_box(&q), 25, Vec::new()))
+        group.bench_function(format!("top25_single_{precision}_{isa}"), |b| {
+            b.iter(|| top_k(isa, table, black_box(&q), 25, Vec::new()))
         });
     }
     let queries: Vec<Vec<f32>> = (0..256).map(query).collect();
     group.throughput(Throughput::Elements(256));
-    group.sample_size(10);
-    group.bench_function("top25_batch256", |b| {
-        b.iter(|| {
-            top_k_batch(
-                Isa::detect(),
-                &table,
-                black_box(&queries),
-                25,
-                vec![Vec::new(); 256],
-            )
-        })
-    });
+    group.sample_size(20);
+    for table in [&fp32, &bf16] {
+        let precision = table.precision();
+        group.bench_function(format!("top25_batch256_{precision}"), |b| {
+            b.iter(|| {
+                top_k_batch(
+                    Isa::detect(),
+                    table,
+                    black_box(&queries),
+                    25,
+                    vec![Vec::new(); 256],
+                )
+            })
+        });
+    }
     group.finish();
 }
 

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use hrnn_core::engine::model::Precision;
 use hrnn_core::engine::{self, Event, Query};
 use hrnn_core::Error;
 use numpy::ndarray::Array2;
@@ -202,11 +203,22 @@ impl Recommender {
 
 #[pymethods]
 impl Recommender {
-    /// Loads a model directory (and replays `event_log` when given), off the GIL.
+    /// Loads a model directory (and replays `event_log` when given), off the GIL; `precision`
+    /// ("fp32" or "bf16") is how the item table is held in memory.
     #[staticmethod]
-    #[pyo3(signature = (model_dir, event_log=None))]
-    fn load(py: Python<'_>, model_dir: PathBuf, event_log: Option<PathBuf>) -> PyResult<Self> {
-        let inner = py.detached(|| engine::Recommender::load(&model_dir, event_log.as_deref()))?;
+    #[pyo3(signature = (model_dir, event_log=None, precision="fp32"))]
+    fn load(
+        py: Python<'_>,
+        model_dir: PathBuf,
+        event_log: Option<PathBuf>,
+        precision: &str,
+    ) -> PyResult<Self> {
+        let precision: Precision = precision
+            .parse()
+            .map_err(|e: String| PyValueError::new_err(format!("precision: {e}")))?;
+        let inner = py.detached(|| {
+            engine::Recommender::load_with_precision(&model_dir, event_log.as_deref(), precision)
+        })?;
         let item_strings = inner
             .model()
             .item_ids
@@ -372,6 +384,12 @@ impl Recommender {
     }
 
     /// The instruction set the kernels use ("avx2+fma" or "portable").
+    /// How the item table is held: "fp32" or "bf16".
+    #[getter]
+    fn precision(&self) -> String {
+        self.inner.model().table.precision().to_string()
+    }
+
     #[getter]
     fn isa(&self) -> String {
         self.inner.model().isa.to_string()

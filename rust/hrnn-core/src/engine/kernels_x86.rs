@@ -1,20 +1,23 @@
 //! AVX2 + FMA versions of the scoring kernels (x86-64 only), written with `std::arch` intrinsics.
 //!
-//! LLVM does not vectorize the portable panel loop well (it keeps the 32 accumulators in memory),
-//! so the hot loop — 32 logits per panel for `G` queries, their running log-sum-exp and the top-K
-//! threshold test — is spelled out here. Callers must have checked `Isa::Avx2Fma`.
+//! LLVM does not vectorize the portable panel loop well (it keeps the accumulators in memory), so
+//! the hot loop — a register tile of `U` users × `V` panels of 16 logits, their running
+//! log-sum-exp and the top-K threshold test — is spelled out here, for f32 and bf16 tables (a bf16
+//! row is widened with one zero-extend and one shift per 8 lanes). Callers must have checked
+//! `Isa::Avx2Fma`.
 
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::kernels::PANEL;
-use super::model::ItemTable;
-use super::topk::ScanState;
+use super::kernels::{Lanes, EXP_POLY, PANEL};
+use super::model::{ItemTable, TableWeights};
+use super::topk::{ScanState, NEGLIGIBLE};
 
 /// Panels whose exponentials are summed in f32 before being flushed into the f64 total: each f32
-/// lane then sums at most 64 values ≤ 1, keeping the denominator's relative error ≲ 1e-6.
+/// lane then sums at most 64 values ≤ 1 (67 with a 4-panel tile), keeping the denominator's
+/// relative error ≲ 1e-6.
 const FLUSH_PANELS: usize = 64;
 
 /// `exp(x)` for `x ≤ 0` (clamped at −87), the same reduction and polynomial as
@@ -28,16 +31,8 @@ fn exp8(x: __m256) -> __m256 {
     let n = _mm256_sub_ps(t, magic);
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
-    let mut p = _mm256_set1_ps(1.0 / 5040.0);
-    for c in [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
+    let mut p = _mm256_set1_ps(EXP_POLY[5]);
+    for &c in EXP_POLY[..5].iter().rev() {
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
     }
     let ni = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B40_0000));
@@ -59,7 +54,7 @@ fn hmax(v: __m256) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn hsum_f64(v: [__m256; 4]) -> f64 {
+fn hsum_f64(v: [__m256; 2]) -> f64 {
     let mut total = _mm256_setzero_pd();
     for x in v {
         total = _mm256_add_pd(total, _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
@@ -71,97 +66,174 @@ fn hsum_f64(v: [__m256; 4]) -> f64 {
     (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 }
 
-/// The 32 logits of one panel for `G` queries, as 4 vectors each. Every row of the panel is
-/// loaded once and multiplied into all `G` queries' accumulators (plain indexed loops with
-/// constant trip counts, which LLVM unrolls into registers).
+/// The 16 lanes of the row at `row` as two f32 vectors.
+///
+/// # Safety
+/// `row` points to a row of the table's precision: 16 f32 (64-byte aligned) or 16 bf16 (32-byte
+/// aligned).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn panel_logits<const G: usize>(
-    panel: &[super::kernels::Lanes],
-    queries: &[&[f32]; G],
-) -> [[__m256; 4]; G] {
-    let dim = panel.len();
-    assert!(queries.iter().all(|q| q.len() >= dim));
-    let q: [*const f32; G] = std::array::from_fn(|g| queries[g].as_ptr());
-    let mut acc = [[_mm256_setzero_ps(); 4]; G];
-    for (d, row) in panel.iter().enumerate() {
-        let w = row.0.as_ptr();
-        // SAFETY: a row holds 32 f32 (4 × 8 lanes, 64-byte aligned); each query has ≥ dim values.
+unsafe fn load_row<const BF16: bool>(row: *const u8) -> [__m256; 2] {
+    // SAFETY: per the contract above.
+    unsafe {
+        if BF16 {
+            let lo = _mm256_cvtepu16_epi32(_mm_load_si128(row.cast()));
+            let hi = _mm256_cvtepu16_epi32(_mm_load_si128(row.add(16).cast()));
+            [
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(lo)),
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(hi)),
+            ]
+        } else {
+            [
+                _mm256_load_ps(row.cast()),
+                _mm256_load_ps(row.add(32).cast()),
+            ]
+        }
+    }
+}
+
+/// Folds one panel's 16 logits into a query's scan: running max, sum of exponentials, top-K.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn absorb(state: &mut ScanState, p: usize, logits: [__m256; 2], num_items: usize) {
+    let panel_max = hmax(_mm256_max_ps(logits[0], logits[1]));
+    let sums = state.lane_sums.as_mut_ptr();
+    if panel_max > state.max {
+        // Rare after the first panels: rescale what was summed against the old maximum.
+        let scale = if state.max == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (state.max - panel_max).exp()
+        };
+        let s = _mm256_set1_ps(scale);
+        for i in [0, 8] {
+            // SAFETY: `lane_sums` holds 16 f32 = 2 × 8 lanes.
+            unsafe {
+                _mm256_storeu_ps(sums.add(i), _mm256_mul_ps(_mm256_loadu_ps(sums.add(i)), s))
+            };
+        }
+        state.total *= f64::from(scale);
+        state.max = panel_max;
+    }
+    if panel_max > state.max - NEGLIGIBLE {
+        let m = _mm256_set1_ps(state.max);
+        for (i, a) in [0, 8].into_iter().zip(logits) {
+            // SAFETY: as above.
+            unsafe {
+                let e = exp8(_mm256_sub_ps(a, m));
+                _mm256_storeu_ps(sums.add(i), _mm256_add_ps(_mm256_loadu_ps(sums.add(i)), e));
+            }
+        }
+    }
+    if panel_max > state.top.threshold() {
+        let mut out = [0.0f32; PANEL];
+        // SAFETY: `out` has room for 2 × 8 lanes.
         unsafe {
-            let w = [
-                _mm256_load_ps(w),
-                _mm256_load_ps(w.add(8)),
-                _mm256_load_ps(w.add(16)),
-                _mm256_load_ps(w.add(24)),
-            ];
-            #[allow(clippy::needless_range_loop)]
-            for g in 0..G {
-                let b = _mm256_broadcast_ss(&*q[g].add(d));
-                for i in 0..4 {
-                    acc[g][i] = _mm256_fmadd_ps(w[i], b, acc[g][i]);
+            _mm256_storeu_ps(out.as_mut_ptr(), logits[0]);
+            _mm256_storeu_ps(out.as_mut_ptr().add(8), logits[1]);
+        }
+        state.top.offer_panel(p, &out, num_items);
+    }
+}
+
+/// Moves a state's f32 lane sums into its f64 total.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn flush(state: &mut ScanState) {
+    let sums = state.lane_sums.as_ptr();
+    // SAFETY: `lane_sums` holds 16 f32 = 2 × 8 lanes.
+    let v = unsafe { [_mm256_loadu_ps(sums), _mm256_loadu_ps(sums.add(8))] };
+    state.total += hsum_f64(v);
+    state.lane_sums = [0.0; PANEL];
+}
+
+/// Where the kernels read the table: the weight rows (as bytes), their size, and the biases.
+struct Rows<'a> {
+    base: *const u8,
+    row_bytes: usize,
+    bias: &'a [Lanes],
+    hidden: usize,
+    num_items: usize,
+}
+
+/// One register tile: panels `p..p + V` for the `U` queries, `U × V × 2` accumulators that start
+/// at the biases; each loaded row feeds all `U` queries, each broadcast query value all `V` panels.
+///
+/// # Safety
+/// `p + V` ≤ the table's panels; each query holds ≥ `hidden` values.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile<const U: usize, const V: usize, const BF16: bool>(
+    t: &Rows<'_>,
+    q: &[*const f32; U],
+    p: usize,
+    states: &mut [ScanState; U],
+) {
+    let panel_bytes = t.hidden * t.row_bytes;
+    let mut acc = [[[_mm256_setzero_ps(); 2]; V]; U];
+    for v in 0..V {
+        let b = t.bias[p + v].0.as_ptr();
+        // SAFETY: a bias row holds 16 f32, 64-byte aligned.
+        let b = unsafe { [_mm256_load_ps(b), _mm256_load_ps(b.add(8))] };
+        for acc in acc.iter_mut() {
+            acc[v] = b;
+        }
+    }
+    // SAFETY: panels p..p + V lie inside the table.
+    let base = unsafe { t.base.add(p * panel_bytes) };
+    for d in 0..t.hidden {
+        #[allow(clippy::needless_range_loop)]
+        for v in 0..V {
+            // SAFETY: row d of panel p + v; query values d < hidden.
+            unsafe {
+                let row = base.add(v * panel_bytes + d * t.row_bytes);
+                // Ask for the same row of the next tile's panels now (~V × 2.8 KB ahead): the
+                // hardware prefetchers alone leave a single query at ~half the memory bandwidth,
+                // and a batch waiting on L2. Past the table's end a prefetch is harmless.
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(V * panel_bytes).cast());
+                let w = load_row::<BF16>(row);
+                for u in 0..U {
+                    let x = _mm256_broadcast_ss(&*q[u].add(d));
+                    acc[u][v][0] = _mm256_fmadd_ps(w[0], x, acc[u][v][0]);
+                    acc[u][v][1] = _mm256_fmadd_ps(w[1], x, acc[u][v][1]);
                 }
             }
         }
     }
-    acc
+    for (state, acc) in states.iter_mut().zip(acc) {
+        for (v, logits) in acc.into_iter().enumerate() {
+            absorb(state, p + v, logits, t.num_items);
+        }
+    }
 }
 
-/// Scans `panels` for `G` queries (each at least `table.dim` long), updating `states[..G]`.
+/// Scans `panels` for `U` queries, `V` panels per tile (then one at a time for the rest).
+///
+/// # Safety
+/// `panels` lie inside the table; each query holds ≥ `hidden` values.
 #[target_feature(enable = "avx2,fma")]
-pub(super) fn scan<const G: usize>(
-    table: &ItemTable,
-    queries: [&[f32]; G],
+unsafe fn scan_tiles<const U: usize, const V: usize, const BF16: bool>(
+    t: &Rows<'_>,
+    queries: &[&[f32]],
     panels: Range<usize>,
     states: &mut [ScanState],
 ) {
-    let dim = table.dim;
-    let states = &mut states[..G];
-    let queries: [&[f32]; G] = std::array::from_fn(|g| &queries[g][..dim]);
-    // Per-lane f32 sums of exp(logit − max) live in each state (memory, not registers: the
-    // registers are for the G × 4 accumulators of the panel loop).
+    let q: [*const f32; U] = std::array::from_fn(|u| queries[u].as_ptr());
+    let states: &mut [ScanState; U] = states.try_into().expect("one state per query");
+    let mut p = panels.start;
     let mut since_flush = 0;
-    for p in panels {
-        let panel = &table.panel(p)[..dim];
-        let acc = panel_logits::<G>(panel, &queries);
-        for (state, acc) in states.iter_mut().zip(&acc) {
-            let lane_sums = state.lane_sums.as_mut_ptr();
-            // SAFETY: `lane_sums` holds 32 f32 = 4 × 8 lanes.
-            let mut sums = unsafe { [0, 8, 16, 24].map(|i| _mm256_loadu_ps(lane_sums.add(i))) };
-            let panel_max = hmax(_mm256_max_ps(
-                _mm256_max_ps(acc[0], acc[1]),
-                _mm256_max_ps(acc[2], acc[3]),
-            ));
-            if panel_max > state.max {
-                // Rare after the first panels: rescale what was summed against the old maximum.
-                let scale = if state.max == f32::NEG_INFINITY {
-                    0.0
-                } else {
-                    (state.max - panel_max).exp()
-                };
-                let s = _mm256_set1_ps(scale);
-                for x in &mut sums {
-                    *x = _mm256_mul_ps(*x, s);
-                }
-                state.total *= f64::from(scale);
-                state.max = panel_max;
-            }
-            let m = _mm256_set1_ps(state.max);
-            for (i, (x, &a)) in sums.iter_mut().zip(acc).enumerate() {
-                *x = _mm256_add_ps(*x, exp8(_mm256_sub_ps(a, m)));
-                // SAFETY: as above.
-                unsafe { _mm256_storeu_ps(lane_sums.add(8 * i), *x) };
-            }
-            if panel_max > state.top.threshold() {
-                let mut logits = [0.0f32; PANEL];
-                for (i, &a) in acc.iter().enumerate() {
-                    // SAFETY: `logits` has room for 4 × 8 lanes.
-                    unsafe { _mm256_storeu_ps(logits.as_mut_ptr().add(8 * i), a) };
-                }
-                state.top.offer_panel(p, &logits, table.num_items);
-            }
+    while p < panels.end {
+        // SAFETY: p + V (or p + 1) ≤ panels.end; the caller's contract for the rest.
+        if panels.end - p >= V {
+            unsafe { tile::<U, V, BF16>(t, &q, p, states) };
+            p += V;
+            since_flush += V;
+        } else {
+            unsafe { tile::<U, 1, BF16>(t, &q, p, states) };
+            p += 1;
+            since_flush += 1;
         }
-        since_flush += 1;
-        if since_flush == FLUSH_PANELS {
+        if since_flush >= FLUSH_PANELS {
             since_flush = 0;
             for state in states.iter_mut() {
                 flush(state);
@@ -173,15 +245,71 @@ pub(super) fn scan<const G: usize>(
     }
 }
 
-/// Moves a state's f32 lane sums into its f64 total.
-#[inline]
 #[target_feature(enable = "avx2,fma")]
-fn flush(state: &mut ScanState) {
-    let lane_sums = state.lane_sums.as_ptr();
-    // SAFETY: `lane_sums` holds 32 f32 = 4 × 8 lanes.
-    let sums = unsafe { [0, 8, 16, 24].map(|i| _mm256_loadu_ps(lane_sums.add(i))) };
-    state.total += hsum_f64(sums);
-    state.lane_sums = [0.0; PANEL];
+fn scan_rows<const BF16: bool>(
+    t: &Rows<'_>,
+    queries: &[&[f32]],
+    panels: Range<usize>,
+    states: &mut [ScanState],
+) {
+    // SAFETY: `topk::scan` checked the panel range, the query lengths and one state per query.
+    unsafe {
+        match queries.len() {
+            0 => {}
+            1 => scan_tiles::<1, 4, BF16>(t, queries, panels, states),
+            2 => scan_tiles::<2, 2, BF16>(t, queries, panels, states),
+            3 => scan_tiles::<3, 1, BF16>(t, queries, panels, states),
+            4 => scan_tiles::<4, 1, BF16>(t, queries, panels, states),
+            5 => scan_tiles::<5, 1, BF16>(t, queries, panels, states),
+            6 => scan_tiles::<6, 1, BF16>(t, queries, panels, states),
+            n => unreachable!("at most 6 queries per scan, found {n}"),
+        }
+    }
+}
+
+/// Scans `panels` for up to 6 queries (each at least `table.hidden` long), updating `states`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; `panels` lie inside the table; one state per query.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn scan(
+    table: &ItemTable,
+    queries: &[&[f32]],
+    panels: Range<usize>,
+    states: &mut [ScanState],
+) {
+    assert!(panels.end <= table.num_panels() && queries.len() == states.len());
+    assert!(queries.iter().all(|q| q.len() >= table.hidden));
+    let (base, row_bytes, bf16) = match &table.weights {
+        TableWeights::F32(rows) => {
+            assert!(rows.len() >= table.num_panels() * table.hidden);
+            (
+                rows.as_ptr().cast::<u8>(),
+                std::mem::size_of::<Lanes>(),
+                false,
+            )
+        }
+        TableWeights::Bf16(rows) => {
+            assert!(rows.len() >= table.num_panels() * table.hidden);
+            (
+                rows.as_ptr().cast::<u8>(),
+                std::mem::size_of_val(&rows[0]),
+                true,
+            )
+        }
+    };
+    let t = Rows {
+        base,
+        row_bytes,
+        bias: &table.bias,
+        hidden: table.hidden,
+        num_items: table.num_items,
+    };
+    if bf16 {
+        scan_rows::<true>(&t, queries, panels, states);
+    } else {
+        scan_rows::<false>(&t, queries, panels, states);
+    }
 }
 
 /// `out[i] = bias[i] + W[i, ..] · v` for a row-major `W` with `v.len()` columns (the cell's gate

@@ -637,7 +637,7 @@ pub(crate) mod tests {
         write_model(&dir, 5, 70, 4, 3);
         let m = load_model(&dir).unwrap();
         assert_eq!((m.hidden, m.num_items(), m.users.ids.len()), (5, 70, 4));
-        assert_eq!(m.table.num_panels(), 3);
+        assert_eq!(m.table.num_panels(), 5);
         assert_eq!(m.users.history(0), &[0, 1]);
         assert_eq!(m.users.history(3), &[] as &[u32]);
         let _ = std::fs::remove_dir_all(&dir);

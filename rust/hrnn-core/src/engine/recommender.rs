@@ -13,7 +13,7 @@ use rustc_hash::FxHashSet;
 use super::cell::{readout, step, time_features};
 use super::event_log::EventLog;
 use super::events::{validate, validate_call, Event};
-use super::model::Model;
+use super::model::{Model, Precision};
 use super::model_dir::load_model;
 use super::state::{StateStore, UserState};
 use super::topk::{log_normalizer, logit, top_k, top_k_batch};
@@ -97,8 +97,19 @@ impl Recommender {
     /// Loads the model directory `model_dir`; with `event_log`, opens (or creates) that log and
     /// replays it, so a restarted process has the same state.
     pub fn load(model_dir: &Path, event_log: Option<&Path>) -> Result<Self> {
-        let model = Arc::new(load_model(model_dir)?);
-        Self::new(model, event_log)
+        Self::load_with_precision(model_dir, event_log, Precision::F32)
+    }
+
+    /// [`Recommender::load`] with the item table stored in `precision` (bf16 halves the memory a
+    /// query streams, at ~0.4% error in each logit; the cell always runs in f32).
+    pub fn load_with_precision(
+        model_dir: &Path,
+        event_log: Option<&Path>,
+        precision: Precision,
+    ) -> Result<Self> {
+        let mut model = load_model(model_dir)?;
+        model.table = std::mem::take(&mut model.table).with_precision(precision);
+        Self::new(Arc::new(model), event_log)
     }
 
     /// A recommender over an already loaded model.

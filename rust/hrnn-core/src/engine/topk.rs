@@ -2,12 +2,17 @@
 //! log-sum-exp (the softmax denominator) and offers it to a bounded top-K — no score vector, no
 //! sort of the catalogue.
 //!
-//! Per panel of 32 items: 32 logits from `H + 1` broadcast-multiply-adds, their maximum, a
-//! vectorized `exp(logit − running max)` added to 32 f64 lane sums (rescaled on the rare occasions
-//! the running max grows), and — only when the panel's best logit beats the current K-th best — a
-//! scalar look at its lanes. After the first few panels almost every panel is rejected by that one
-//! comparison. Batches score groups of 4 users per panel (each panel row loaded once for all 4)
-//! over L2-sized blocks of panels, users split across threads with rayon.
+//! Per panel of 16 items and per user: 16 logits from `H` broadcast-multiply-adds onto the biases,
+//! their maximum, a vectorized `exp(logit − running max)` added to 16 f32 lane sums (flushed to
+//! f64 every 64 panels, rescaled on the rare occasions the running max grows, skipped when the
+//! whole panel is more than 40 below it), and — only when the panel's best logit beats the current
+//! K-th best — a scalar look at its lanes. After the first few panels almost every panel is
+//! rejected by that one comparison.
+//!
+//! Register tiles: a single query scores 4 panels at once (8 independent accumulator chains, so
+//! the FMA latency is hidden and the loop runs at memory speed); a batch scores 6 users × 1 panel
+//! (each loaded row feeds 6 users from registers) over L2-sized blocks of panels, with users split
+//! across threads by rayon.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -15,8 +20,15 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::kernels::{exp_lanes, lane_max, Isa, MulAdd, Unfused, PANEL};
-use super::model::ItemTable;
+use super::kernels::{exp_lanes, lane_max, Isa, MulAdd, Row, Unfused, PANEL};
+use super::model::{ItemTable, TableWeights};
+
+/// Exponentials of logits more than this below the running maximum are not summed: each is below
+/// e^-40 ≈ 4e-18, so even 2^32 of them move the denominator by less than 2e-8 relative.
+pub(super) const NEGLIGIBLE: f32 = 40.0;
+
+/// Most users one call of [`scan`] takes (the batch register tile).
+pub const TILE_USERS: usize = 6;
 
 /// A candidate in the heap; "greater" means worse, so the heap's top is the current K-th best.
 #[derive(Clone, Copy, Debug)]
@@ -134,8 +146,10 @@ impl ScanState {
             };
             self.max = panel_max;
         }
-        let e = exp_lanes::<M>(logits, self.max);
-        self.total += e.iter().map(|&x| f64::from(x)).sum::<f64>();
+        if panel_max > self.max - NEGLIGIBLE {
+            let e = exp_lanes::<M>(logits, self.max);
+            self.total += e.iter().map(|&x| f64::from(x)).sum::<f64>();
+        }
         if panel_max > self.top.threshold {
             self.top.offer_panel(p, logits, num_items);
         }
@@ -158,51 +172,53 @@ impl ScanState {
     }
 }
 
-#[inline(always)]
-fn scan_generic<M: MulAdd, const G: usize>(
+/// Portable scan: per panel, each user's 16 logits (bias, then `d = 0, 1, …`, unfused — the
+/// order of [`ItemTable::logit`]) and their absorption.
+fn scan_portable<R: Row>(
+    rows: &[R],
     table: &ItemTable,
-    queries: [&[f32]; G],
+    queries: &[&[f32]],
     panels: Range<usize>,
     states: &mut [ScanState],
 ) {
-    let dim = table.dim;
-    let queries: [&[f32]; G] = std::array::from_fn(|g| &queries[g][..dim]);
-    let states = &mut states[..G];
+    let h = table.hidden;
     for p in panels {
-        let panel = &table.panel(p)[..dim];
-        let mut acc = [[0.0f32; PANEL]; G];
-        for (d, row) in panel.iter().enumerate() {
-            for (acc, query) in acc.iter_mut().zip(&queries) {
-                let q = query[d];
-                for (a, &w) in acc.iter_mut().zip(&row.0) {
-                    *a = M::mul_add(w, q, *a);
+        let panel = &rows[p * h..(p + 1) * h];
+        for (state, query) in states.iter_mut().zip(queries) {
+            let mut acc = table.bias[p].0;
+            for (row, &q) in panel.iter().zip(&query[..h]) {
+                let w = row.to_f32();
+                for (a, w) in acc.iter_mut().zip(w) {
+                    *a = Unfused::mul_add(w, q, *a);
                 }
             }
-        }
-        for g in 0..G {
-            states[g].absorb::<M>(p, &acc[g], table.num_items);
+            state.absorb::<Unfused>(p, &acc, table.num_items);
         }
     }
 }
 
-/// Scans `panels` of `table` for `G` queries (each of length `table.dim`) at once.
-pub fn scan<const G: usize>(
+/// Scans `panels` of `table` for up to [`TILE_USERS`] queries at once (each query's first `H`
+/// values are `o`), updating `states` (one per query).
+pub fn scan(
     isa: Isa,
     table: &ItemTable,
-    queries: [&[f32]; G],
+    queries: &[&[f32]],
     panels: Range<usize>,
     states: &mut [ScanState],
 ) {
-    assert!(states.len() >= G && queries.iter().all(|q| q.len() >= table.dim));
-    match isa {
+    assert!(queries.len() == states.len() && queries.len() <= TILE_USERS);
+    assert!(queries.iter().all(|q| q.len() >= table.hidden));
+    assert!(panels.end <= table.num_panels());
+    match (isa, &table.weights) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2Fma` is only chosen after `is_x86_feature_detected!` confirmed both.
-        Isa::Avx2Fma => unsafe { super::kernels_x86::scan::<G>(table, queries, panels, states) },
-        _ => scan_generic::<Unfused, G>(table, queries, panels, states),
+        (Isa::Avx2Fma, _) => unsafe { super::kernels_x86::scan(table, queries, panels, states) },
+        (_, TableWeights::F32(rows)) => scan_portable(rows, table, queries, panels, states),
+        (_, TableWeights::Bf16(rows)) => scan_portable(rows, table, queries, panels, states),
     }
 }
 
-/// The top-`k` items for one query `[o; 1]`, with softmax scores over the whole catalogue.
+/// The top-`k` items for one query `o`, with softmax scores over the whole catalogue.
 pub fn top_k(
     isa: Isa,
     table: &ItemTable,
@@ -211,7 +227,7 @@ pub fn top_k(
     exclude: Vec<u32>,
 ) -> Vec<(u32, f32)> {
     let mut state = [ScanState::new(TopK::new(k, exclude))];
-    scan::<1>(isa, table, [query], 0..table.num_panels(), &mut state);
+    scan(isa, table, &[query], 0..table.num_panels(), &mut state);
     let [state] = state;
     state.finish()
 }
@@ -219,19 +235,13 @@ pub fn top_k(
 /// `ln Σ_j exp(logit_j)` for one query (no top-K).
 pub fn log_normalizer(isa: Isa, table: &ItemTable, query: &[f32]) -> f64 {
     let mut state = [ScanState::new(TopK::new(0, Vec::new()))];
-    scan::<1>(isa, table, [query], 0..table.num_panels(), &mut state);
+    scan(isa, table, &[query], 0..table.num_panels(), &mut state);
     state[0].log_normalizer()
 }
 
-/// The logit of item `j` for `query` (a gather from the panel layout; for small candidate sets).
+/// The logit of item `j` for `query` (see [`ItemTable::logit`]).
 pub fn logit(table: &ItemTable, query: &[f32], j: u32) -> f32 {
-    let (p, l) = (j as usize / PANEL, j as usize % PANEL);
-    table
-        .panel(p)
-        .iter()
-        .zip(query)
-        .map(|(row, q)| row.0[l] * q)
-        .sum()
+    table.logit(query, j)
 }
 
 /// Every item's softmax score for one query (allocates `N` floats: for inspection and tests).
@@ -242,17 +252,14 @@ pub fn full_scores(isa: Isa, table: &ItemTable, query: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// Users scored together per panel (each panel row is loaded once for all of them; 2 × 4
-/// accumulators + 4 row vectors fit the 16 AVX2 registers without spilling).
-const GROUP: usize = 2;
-/// Panels per block: `32 × 32 × (H + 1) × 4` bytes ≈ 180 KB at H = 43, so a block stays in L2
-/// while every group of users passes over it.
-const BLOCK_PANELS: usize = 32;
-/// Users per parallel task.
-const TASK_USERS: usize = 16;
+/// Bytes of the item table one block of panels should take: a block stays in the 512 KiB L2 while
+/// every tile of a task's users passes over it.
+const BLOCK_BYTES: usize = 256 * 1024;
+/// Tasks per thread, so rayon can balance a core slowed down by other work.
+const TASKS_PER_THREAD: usize = 3;
 
-/// Top-`k` for many queries (`queries[u]` of length `table.dim`), in parallel; `excludes[u]` is
-/// user `u`'s sorted exclusion list.
+/// Top-`k` for many queries (`queries[u]` starts with `o`), in parallel; `excludes[u]` is user
+/// `u`'s sorted exclusion list.
 pub fn top_k_batch(
     isa: Isa,
     table: &ItemTable,
@@ -260,32 +267,32 @@ pub fn top_k_batch(
     k: usize,
     excludes: Vec<Vec<u32>>,
 ) -> Vec<Vec<(u32, f32)>> {
+    assert_eq!(queries.len(), excludes.len());
     let mut states: Vec<ScanState> = excludes
         .into_iter()
         .map(|e| ScanState::new(TopK::new(k, e)))
         .collect();
     let num_panels = table.num_panels();
+    let block = (BLOCK_BYTES / table.panel_bytes()).max(1);
+    let tasks = rayon::current_num_threads().max(1) * TASKS_PER_THREAD;
+    // Users per task: a whole number of tiles. Each task streams the table once (from L3 or
+    // memory); within it, each L2-resident block serves all of the task's tiles.
+    let task_users = queries.len().div_ceil(tasks).div_ceil(TILE_USERS).max(1) * TILE_USERS;
     states
-        .par_chunks_mut(TASK_USERS)
-        .zip(queries.par_chunks(TASK_USERS))
+        .par_chunks_mut(task_users)
+        .zip(queries.par_chunks(task_users))
         .for_each(|(states, queries)| {
-            for start in (0..num_panels).step_by(BLOCK_PANELS) {
-                let block = start..(start + BLOCK_PANELS).min(num_panels);
-                let mut groups = states
-                    .chunks_exact_mut(GROUP)
-                    .zip(queries.chunks_exact(GROUP));
-                for (s, q) in &mut groups {
-                    scan::<GROUP>(
-                        isa,
-                        table,
-                        std::array::from_fn(|g| q[g].as_slice()),
-                        block.clone(),
-                        s,
-                    );
-                }
-                let done = states.len() / GROUP * GROUP;
-                for (s, q) in states[done..].chunks_exact_mut(1).zip(&queries[done..]) {
-                    scan::<1>(isa, table, [q], block.clone(), s);
+            for start in (0..num_panels).step_by(block) {
+                let panels = start..(start + block).min(num_panels);
+                for (s, q) in states
+                    .chunks_mut(TILE_USERS)
+                    .zip(queries.chunks(TILE_USERS))
+                {
+                    let mut tile: [&[f32]; TILE_USERS] = [&[]; TILE_USERS];
+                    for (t, q) in tile.iter_mut().zip(q) {
+                        *t = q;
+                    }
+                    scan(isa, table, &tile[..q.len()], panels.clone(), s);
                 }
             }
         });
@@ -295,6 +302,7 @@ pub fn top_k_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::model::Precision;
     use proptest::prelude::*;
 
     fn table(n: usize, h: usize, seed: u64) -> ItemTable {
@@ -358,12 +366,102 @@ mod tests {
                     prop_assert!((f64::from(*gs) - ws).abs() <= 1e-5 * ws.max(1e-30) + 1e-7, "{} vs {}", gs, ws);
                 }
             }
-            let batch = top_k_batch(Isa::detect(), &t, &vec![query.clone(); 6], k, vec![exclude.clone(); 6]);
-            let single = top_k(Isa::detect(), &t, &query, k, exclude.clone());
-            for b in batch {
-                prop_assert_eq!(&b, &single);
+            // Batches of every tile shape (1–6 users per tile, remainders) equal single queries.
+            let users = 1 + (seed as usize % 14);
+            let queries: Vec<Vec<f32>> = (0..users)
+                .map(|u| query.iter().map(|&x| x * (1.0 + u as f32 * 0.1)).collect())
+                .collect();
+            for isa in [Isa::Portable, Isa::detect()] {
+                let batch = top_k_batch(isa, &t, &queries, k, vec![exclude.clone(); users]);
+                for (b, q) in batch.iter().zip(&queries) {
+                    prop_assert_eq!(b, &top_k(isa, &t, q, k, exclude.clone()));
+                }
             }
         }
+
+        #[test]
+        fn bf16_table_is_exact_over_the_rounded_weights(
+            n in 1usize..150, h in 1usize..12, k in 1usize..20, seed in 0u64..1000
+        ) {
+            let t = table(n, h, seed).with_precision(Precision::Bf16);
+            let query: Vec<f32> = (0..h).map(|i| ((i as f32 * 1.3 + seed as f32) * 0.7).cos()).collect();
+            // by_full_sort reads the table through `logit`, i.e. the bf16 weights widened to f32.
+            let (want, logits) = by_full_sort(&t, &query, k, &[]);
+            for isa in [Isa::Portable, Isa::detect()] {
+                let got = top_k(isa, &t, &query, k, Vec::new());
+                prop_assert_eq!(got.len(), want.len());
+                for ((gj, gs), (wj, ws)) in got.iter().zip(&want) {
+                    let same = gj == wj || (logits[*gj as usize] - logits[*wj as usize]).abs() < 1e-5;
+                    prop_assert!(same, "item {} vs {}", gj, wj);
+                    prop_assert!((f64::from(*gs) - ws).abs() <= 1e-5 * ws.max(1e-30) + 1e-7, "{} vs {}", gs, ws);
+                }
+                let batch = top_k_batch(isa, &t, &vec![query.clone(); 7], k, vec![Vec::new(); 7]);
+                prop_assert!(batch.iter().all(|b| b == &got));
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_rounds_every_weight_and_keeps_the_biases() {
+        let t = table(40, 5, 9);
+        let b = t.clone().with_precision(Precision::Bf16);
+        assert_eq!(b.precision(), Precision::Bf16);
+        let (TableWeights::F32(f), TableWeights::Bf16(r)) = (&t.weights, &b.weights) else {
+            panic!("unexpected precisions");
+        };
+        for (f, r) in f.iter().zip(r) {
+            assert_eq!(r.0, f.0.map(crate::engine::kernels::f32_to_bf16));
+        }
+        assert_eq!(t.bias, b.bias);
+        assert_eq!(b.panel_bytes(), 5 * 32 + 64);
+    }
+
+    /// Top-25 agreement of a bf16 table with the f32 one on a model at the shape (H = 43)
+    /// with trained-like norms: the logits of 4,000 items spread over ~±8, densely at the top.
+    #[test]
+    fn bf16_top25_overlaps_f32() {
+        let (n, h, k) = (4000, 43, 25);
+        let mut s = 7u64;
+        let mut normal = || {
+            // Sum of 4 uniforms: close enough to a normal for norms.
+            (0..4)
+                .map(|_| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .sum::<f32>()
+                * 1.73
+        };
+        let w: Vec<f32> = (0..n * h).map(|_| normal() * 0.5).collect();
+        let b: Vec<f32> = (0..n).map(|_| normal()).collect();
+        let f32_table = ItemTable::new(&w, &b, h);
+        let bf16_table = f32_table.clone().with_precision(Precision::Bf16);
+        let queries: Vec<Vec<f32>> = (0..200)
+            .map(|_| (0..h).map(|_| normal() * 0.6).collect())
+            .collect();
+        let none = vec![Vec::new(); queries.len()];
+        let exact = top_k_batch(Isa::detect(), &f32_table, &queries, k, none.clone());
+        let rounded = top_k_batch(Isa::detect(), &bf16_table, &queries, k, none);
+        let mut shared = 0;
+        for (e, r) in exact.iter().zip(&rounded) {
+            shared += r
+                .iter()
+                .filter(|(j, _)| e.iter().any(|(i, _)| i == j))
+                .count();
+            // Scores of the shared best item agree to the bf16 logit error (~1%).
+            if e[0].0 == r[0].0 {
+                assert!(
+                    (e[0].1 / r[0].1 - 1.0).abs() < 0.05,
+                    "{:?} vs {:?}",
+                    e[0],
+                    r[0]
+                );
+            }
+        }
+        let overlap = shared as f64 / (k * queries.len()) as f64;
+        assert!(overlap >= 0.995, "top-25 overlap {overlap}");
     }
 
     #[test]
