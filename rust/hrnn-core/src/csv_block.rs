@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use memchr::{memchr, memchr_iter};
 
+use crate::id_map::IdMap;
 use crate::id_table::IdTable;
 use crate::interactions::check_id;
 
@@ -24,7 +25,18 @@ pub(crate) struct Layout {
     pub width: usize,
 }
 
-/// Ids interned within one block, in order of first appearance there.
+/// Marks a block-local id index (the other indices are global ones).
+pub(crate) const LOCAL: u32 = 1 << 31;
+
+/// The ids already known from earlier batches, shared read-only by the blocks being parsed.
+#[derive(Clone, Copy)]
+pub(crate) struct Known<'k> {
+    pub users: &'k IdMap,
+    pub items: &'k IdMap,
+    pub types: &'k IdMap,
+}
+
+/// Ids first seen in one block (not in [`Known`]), in order of first appearance there.
 #[derive(Default)]
 pub(crate) struct LocalIds<'a> {
     index: IdTable,
@@ -33,15 +45,19 @@ pub(crate) struct LocalIds<'a> {
 }
 
 impl<'a> LocalIds<'a> {
-    fn intern(&mut self, raw: Cow<'a, [u8]>) -> Result<u32, &'static str> {
-        if let Some(i) = self.index.get(&raw) {
+    /// The global index of a known id, else its local index marked with [`LOCAL`].
+    fn intern(&mut self, raw: Cow<'a, [u8]>, known: &IdMap) -> Result<u32, &'static str> {
+        if let Some(i) = known.get(&raw) {
             return Ok(i);
+        }
+        if let Some(i) = self.index.get(&raw) {
+            return Ok(i | LOCAL);
         }
         check_id(&raw)?;
         let i = self.ids.len() as u32;
         self.index.insert_new(&raw, i);
         self.ids.push(raw);
-        Ok(i)
+        Ok(i | LOCAL)
     }
 }
 
@@ -114,16 +130,17 @@ impl<'a> BlockRows<'a> {
     fn push_record(
         &mut self,
         layout: &Layout,
+        known: Known<'_>,
         line: u64,
         field: impl Fn(usize) -> Cow<'a, [u8]>,
     ) -> bool {
         let user_raw = field(layout.user);
-        let user = match self.users.intern(user_raw.clone()) {
+        let user = match self.users.intern(user_raw.clone(), known.users) {
             Ok(i) => i,
             Err(m) => return self.fail(line, layout.user, &user_raw, m),
         };
         let item_raw = field(layout.item);
-        let item = match self.items.intern(item_raw.clone()) {
+        let item = match self.items.intern(item_raw.clone(), known.items) {
             Ok(i) => i,
             Err(m) => return self.fail(line, layout.item, &item_raw, m),
         };
@@ -138,7 +155,7 @@ impl<'a> BlockRows<'a> {
         };
         if let Some(column) = layout.event_type {
             let raw = field(column);
-            match self.types.intern(raw.clone()) {
+            match self.types.intern(raw.clone(), known.types) {
                 Ok(i) => self.event_type.push(i),
                 Err(m) => return self.fail(line, column, &raw, m),
             }
@@ -174,7 +191,7 @@ impl<'a> BlockRows<'a> {
 }
 
 /// Parses `block` (whole records only; it starts outside quotes).
-pub(crate) fn parse_block<'a>(block: &'a [u8], layout: &Layout) -> BlockRows<'a> {
+pub(crate) fn parse_block<'a>(block: &'a [u8], layout: &Layout, known: Known<'_>) -> BlockRows<'a> {
     let lines = memchr_iter(b'\n', block).count() as u64;
     let mut rows = BlockRows {
         lines,
@@ -191,44 +208,66 @@ pub(crate) fn parse_block<'a>(block: &'a [u8], layout: &Layout) -> BlockRows<'a>
         rows.event_value.reserve(expected);
     }
     if memchr(b'"', block).is_none() {
-        parse_plain(block, layout, &mut rows);
+        parse_plain(block, layout, known, &mut rows);
     } else {
-        parse_quoted(block, layout, &mut rows);
+        parse_quoted(block, layout, known, &mut rows);
     }
     rows
 }
 
 /// Fast path: no quotes anywhere in the block, so `,` and `\n` always separate.
-fn parse_plain<'a>(block: &'a [u8], layout: &Layout, rows: &mut BlockRows<'a>) {
-    let mut fields: Vec<(usize, usize)> = Vec::with_capacity(layout.width + 1);
+fn parse_plain<'a>(block: &'a [u8], layout: &Layout, known: Known<'_>, rows: &mut BlockRows<'a>) {
+    /// Records parsed before their ids are looked up: prefetching a batch's table slots first
+    /// overlaps the cache misses that otherwise dominate loading.
+    const BATCH: usize = 32;
+    struct Record {
+        start: usize,
+        end: usize,
+        line: u64,
+        first_field: usize,
+    }
+    let mut records: Vec<Record> = Vec::with_capacity(BATCH + 1);
+    let mut fields: Vec<(usize, usize)> = Vec::with_capacity((BATCH + 1) * (layout.width + 1));
+    let width = layout.width;
+    // Returns false when a record failed (the error is recorded in `rows`).
+    let mut flush = |records: &mut Vec<Record>, fields: &mut Vec<(usize, usize)>| -> bool {
+        for (k, record) in records.iter().enumerate() {
+            let end = records.get(k + 1).map_or(fields.len(), |r| r.first_field);
+            if end - record.first_field == width {
+                let own = &fields[record.first_field..end];
+                known
+                    .users
+                    .prefetch(&block[own[layout.user].0..own[layout.user].1]);
+                known
+                    .items
+                    .prefetch(&block[own[layout.item].0..own[layout.item].1]);
+            }
+        }
+        for (k, record) in records.iter().enumerate() {
+            let end = records.get(k + 1).map_or(fields.len(), |r| r.first_field);
+            let own = &fields[record.first_field..end];
+            if own.len() != width {
+                let message = format!(
+                    "expected {width} fields as in the header, found {}",
+                    own.len()
+                );
+                rows.record_error(record.line, &block[record.start..record.end], message);
+                return false;
+            }
+            if !rows.push_record(layout, known, record.line, |i| {
+                Cow::Borrowed(&block[own[i].0..own[i].1])
+            }) {
+                return false;
+            }
+        }
+        records.clear();
+        fields.clear();
+        true
+    };
     let mut field_start = 0;
     let mut record_start = 0;
     let mut line = 0u64;
-    let mut finish =
-        |fields: &mut Vec<(usize, usize)>, record_start: usize, end: usize, line: u64| -> bool {
-            let mut last_end = end;
-            if last_end > record_start && block[last_end - 1] == b'\r' {
-                last_end -= 1;
-            }
-            let last = fields.len() - 1;
-            fields[last].1 = fields[last].1.min(last_end).max(fields[last].0);
-            let blank = fields.len() == 1 && fields[0].0 == fields[0].1;
-            if blank {
-                return true;
-            }
-            if fields.len() != layout.width {
-                let message = format!(
-                    "expected {} fields as in the header, found {}",
-                    layout.width,
-                    fields.len()
-                );
-                rows.record_error(line, &block[record_start..last_end], message);
-                return false;
-            }
-            rows.push_record(layout, line, |i| {
-                Cow::Borrowed(&block[fields[i].0..fields[i].1])
-            })
-        };
+    let mut current_first = 0usize;
     // A plain byte loop: separators are a few bytes apart, too dense for memchr to pay off.
     for (pos, &byte) in block.iter().enumerate() {
         if byte != b',' && byte != b'\n' {
@@ -237,22 +276,67 @@ fn parse_plain<'a>(block: &'a [u8], layout: &Layout, rows: &mut BlockRows<'a>) {
         fields.push((field_start, pos));
         field_start = pos + 1;
         if byte == b'\n' {
-            if !finish(&mut fields, record_start, pos, line) {
-                return;
+            let last_end = close_record(block, &mut fields, record_start, pos);
+            let blank = fields.len() - current_first == 1
+                && fields[current_first].0 == fields[current_first].1;
+            if blank {
+                fields.truncate(current_first);
+            } else {
+                records.push(Record {
+                    start: record_start,
+                    end: last_end,
+                    line,
+                    first_field: current_first,
+                });
             }
-            fields.clear();
+            current_first = fields.len();
             record_start = field_start;
             line += 1;
+            if records.len() == BATCH {
+                if !flush(&mut records, &mut fields) {
+                    return;
+                }
+                current_first = 0;
+            }
         }
     }
     if record_start < block.len() {
         fields.push((field_start, block.len()));
-        finish(&mut fields, record_start, block.len(), line);
+        let last_end = close_record(block, &mut fields, record_start, block.len());
+        let blank =
+            fields.len() - current_first == 1 && fields[current_first].0 == fields[current_first].1;
+        if !blank {
+            records.push(Record {
+                start: record_start,
+                end: last_end,
+                line,
+                first_field: current_first,
+            });
+        }
     }
+    flush(&mut records, &mut fields);
+}
+
+/// Ends the record that started at `record_start` and ends at `end` (its `\n` or the block end):
+/// a CR before the line end is cut from the last field. Returns the record's end without the CR.
+fn close_record(
+    block: &[u8],
+    fields: &mut [(usize, usize)],
+    record_start: usize,
+    end: usize,
+) -> usize {
+    let mut last_end = end;
+    if last_end > record_start && block[last_end - 1] == b'\r' {
+        last_end -= 1;
+    }
+    if let Some(last) = fields.last_mut() {
+        last.1 = last.1.min(last_end).max(last.0);
+    }
+    last_end
 }
 
 /// Quoted fields: the `csv` crate does the unquoting.
-fn parse_quoted<'a>(block: &'a [u8], layout: &Layout, rows: &mut BlockRows<'a>) {
+fn parse_quoted<'a>(block: &'a [u8], layout: &Layout, known: Known<'_>, rows: &mut BlockRows<'a>) {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -282,7 +366,7 @@ fn parse_quoted<'a>(block: &'a [u8], layout: &Layout, rows: &mut BlockRows<'a>) 
             return;
         }
         let fields: Vec<Vec<u8>> = record.iter().map(<[u8]>::to_vec).collect();
-        if !rows.push_record(layout, line, |i| Cow::Owned(fields[i].clone())) {
+        if !rows.push_record(layout, known, line, |i| Cow::Owned(fields[i].clone())) {
             return;
         }
     }
@@ -330,6 +414,19 @@ pub(crate) fn open_quote_line(buf: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
+    struct Empty(IdMap);
+    static EMPTY: std::sync::LazyLock<Empty> = std::sync::LazyLock::new(|| Empty(IdMap::new()));
+
+    impl Empty {
+        fn known(&self) -> Known<'_> {
+            Known {
+                users: &self.0,
+                items: &self.0,
+                types: &self.0,
+            }
+        }
+    }
+
     fn layout() -> Layout {
         Layout {
             user: 0,
@@ -346,10 +443,10 @@ mod tests {
         let plain = b"u,a,1\nv,b,2\r\n\nu,b,3\n";
         let quoted = b"\"u\",a,1\nv,\"b\",2\r\n\nu,b,3\n";
         for block in [&plain[..], &quoted[..]] {
-            let rows = parse_block(block, &layout());
+            let rows = parse_block(block, &layout(), EMPTY.known());
             assert!(rows.error.is_none());
-            assert_eq!(rows.user, vec![0, 1, 0]);
-            assert_eq!(rows.item, vec![0, 1, 1]);
+            assert_eq!(rows.user, vec![LOCAL, LOCAL | 1, LOCAL]);
+            assert_eq!(rows.item, vec![LOCAL, LOCAL | 1, LOCAL | 1]);
             assert_eq!(rows.timestamp, vec![1, 2, 3]);
             assert_eq!(rows.lines, 4);
         }
@@ -366,10 +463,10 @@ mod tests {
 
     #[test]
     fn errors_carry_the_block_line() {
-        let rows = parse_block(b"u,a,1\nu,a,x\n", &layout());
+        let rows = parse_block(b"u,a,1\nu,a,x\n", &layout(), EMPTY.known());
         let error = rows.error.unwrap();
         assert_eq!((error.line, error.column), (1, Some(2)));
-        let rows = parse_block(b"u,a,1\n\nu,a\n", &layout());
+        let rows = parse_block(b"u,a,1\n\nu,a\n", &layout(), EMPTY.known());
         assert_eq!(rows.error.unwrap().line, 2);
     }
 }

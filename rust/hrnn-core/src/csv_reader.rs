@@ -18,7 +18,7 @@ use csv::ByteRecord;
 use rayon::prelude::*;
 
 use crate::csv_block::{
-    last_record_end, open_quote_line, parse_block, BlockRows, Layout, LocalIds,
+    last_record_end, open_quote_line, parse_block, BlockRows, Known, Layout, LocalIds, LOCAL,
 };
 use crate::error::{excerpt, Error, Result};
 use crate::id_map::IdMap;
@@ -173,6 +173,16 @@ struct Merger {
     out: Interactions,
 }
 
+/// A row's id index in the global maps (`local` maps the block's new ids).
+#[inline]
+fn to_global(index: u32, local: &[u32]) -> u32 {
+    if index & LOCAL != 0 {
+        local[(index & !LOCAL) as usize]
+    } else {
+        index
+    }
+}
+
 fn remap(global: &mut IdMap, local: &LocalIds<'_>) -> Vec<u32> {
     local
         .ids
@@ -200,16 +210,18 @@ impl Merger {
     }
 
     fn merge(&mut self, block: &BlockRows<'_>) {
+        // Ids new in this block get global indices here, in the block's order of first appearance;
+        // rows already hold global indices for ids known before the block's batch.
         let users = remap(&mut self.users, &block.users);
         let items = remap(&mut self.items, &block.items);
         let types = remap(&mut self.types, &block.types);
         let out = &mut self.out;
         out.user
-            .extend(block.user.iter().map(|&u| users[u as usize]));
+            .extend(block.user.iter().map(|&i| to_global(i, &users)));
         out.item
-            .extend(block.item.iter().map(|&i| items[i as usize]));
+            .extend(block.item.iter().map(|&i| to_global(i, &items)));
         out.event_type
-            .extend(block.event_type.iter().map(|&t| types[t as usize]));
+            .extend(block.event_type.iter().map(|&i| to_global(i, &types)));
         out.timestamp.extend_from_slice(&block.timestamp);
         out.event_value.extend_from_slice(&block.event_value);
     }
@@ -298,9 +310,20 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
             let lines = memchr::memchr_iter(b'\n', &buf[..limit]).count().max(1);
             merger.reserve(file_bytes / (limit / lines).max(1) * 21 / 20);
         }
+        if merger.users.len().max(merger.items.len()) >= LOCAL as usize {
+            return Err(Error::invalid_argument(
+                "path",
+                "more than 2^31 distinct ids in one column",
+            ));
+        }
+        let known = Known {
+            users: &merger.users,
+            items: &merger.items,
+            types: &merger.types,
+        };
         let parsed: Vec<BlockRows<'_>> = blocks
             .par_iter()
-            .map(|b| parse_block(b, &header.layout))
+            .map(|b| parse_block(b, &header.layout, known))
             .collect();
         for block in &parsed {
             merger.merge(block);

@@ -32,6 +32,12 @@ impl IdMap {
         self.index.get(id)
     }
 
+    /// Starts fetching the memory a later [`get`](Self::get) of `id` reads.
+    #[inline]
+    pub fn prefetch(&self, id: &[u8]) {
+        self.index.prefetch(id);
+    }
+
     /// The index of `id`, inserting it when new. `validate` turns a new id into its text or rejects
     /// it (`None`); known ids are not validated again (they were checked when inserted).
     #[inline]
