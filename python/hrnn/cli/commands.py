@@ -48,6 +48,7 @@ def training_kwargs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """`hrnn train`: optional HPO, then training; writes the model directory (rank 0 only)."""
     import hrnn
 
     data = hrnn.Interactions.from_csv(args.interactions)
@@ -66,6 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`hrnn evaluate`: the evaluation report (model vs baselines) as a table or JSON."""
     import hrnn
 
     data = hrnn.Interactions.from_csv(args.interactions)
@@ -83,6 +85,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """`hrnn demo`: the embedded default job."""
     from hrnn.cli.demo import run_demo
 
     return run_demo(seed=args.seed, epochs=args.epochs, out=args.out, progress=not args.quiet)

@@ -149,6 +149,7 @@ def plot(lengths: np.ndarray, lo: float, hi: float, path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`hrnn inspect`: prints the summary (text or JSON) and optionally writes the histogram PNG."""
     data = Interactions.from_csv(args.interactions)
     summary = summarize(
         data, args.min_user_history_length_percentile, args.max_user_history_length_percentile

@@ -27,6 +27,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    """`hrnn recommend`: one user's recommendations, as text or GetRecommendations JSON."""
     rec = _load(args)
     items = rec.recommend(
         args.user_id, num_results=args.num_results, item_id=args.item_id, exclude_seen=args.exclude_seen
@@ -78,6 +79,7 @@ def _parse_batch_line(line: str) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def cmd_batch_recommend(args: argparse.Namespace) -> int:
+    """`hrnn batch-recommend`: a batch inference job, streamed in chunks, output written atomically."""
     if not 1 <= args.num_results <= 500:
         raise ValueError(f"num_results: expected a value in [1, 500], found {args.num_results}")
     rec = _load(args)
@@ -152,6 +154,7 @@ def event_from_api(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_put_events(args: argparse.Namespace) -> int:
+    """`hrnn put-events`: replays PutEvents requests; exit 1 if any request was rejected."""
     rec = _load(args)
     accepted = failed = 0
     with open(args.input, encoding="utf-8") as lines:
