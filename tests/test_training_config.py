@@ -79,6 +79,7 @@ def test_hyperparameter_wrong_type(name: str, value: Any, message: str) -> None:
         ("dropout_hidden", 1.0, "dropout_hidden: expected a value in [0.0, 0.999]"),
         ("recency_half_life", 0.0, "recency_half_life: expected a value in (0.0, inf)"),
         ("validation_fraction", 0.7, "validation_fraction: expected a value in [0.0, 0.5]"),
+        ("user_weight_exponent", 1.5, "user_weight_exponent: expected a value in [0.0, 1.0]"),
         ("session_timeout", -1, "session_timeout: expected a value in [0, 10000000000]"),
         ("batch_size", 0, "batch_size: expected a value in [1, 65536]"),
     ],

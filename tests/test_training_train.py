@@ -172,6 +172,80 @@ def test_recency_mask_sets_the_target_weights(log: dict[str, np.ndarray]) -> Non
     assert np.all(default.features.weight[default.validation_weight > 0] == 0)
 
 
+def test_user_weight_exponent_divides_by_history_length(log: dict[str, np.ndarray]) -> None:
+    keep = np.ones(len(log["user"]), dtype=bool)
+    keep[(log["user"] == 0) & (np.arange(len(keep)) % 20 >= 5)] = False  # user 0: 5 events
+    data = interactions({k: v[keep] for k, v in log.items()})
+    hyper = Hyperparameters(recency_mask=False)
+    flat = trainer.prepare_data(data, hyper, TrainingConfig(validation_fraction=0.0))
+    config = TrainingConfig(validation_fraction=0.0, user_weight_exponent=1.0)
+    equal = trainer.prepare_data(data, hyper, config)
+    np.testing.assert_array_equal(flat.features.weight, np.ones(len(flat.sessions)))
+    # every user has the same total weight over its targets (events 1 … n−1 of n)
+    per_user = np.bincount(equal.sessions.user_index, weights=equal.features.weight)
+    targets = np.diff(equal.sessions.user_offsets) - 1
+    np.testing.assert_allclose(per_user, (targets + 1) / targets, rtol=1e-6)
+
+
+def test_validation_exclude_seen_is_on_without_repeated_pairs(log: dict[str, np.ndarray]) -> None:
+    keep_all = Hyperparameters(max_user_history_length_percentile=1.0)
+    assert trainer.prepare_data(interactions(log), keep_all, TrainingConfig()).validation_exclude_seen
+    repeated = {k: np.concatenate([v, v[:1]]) for k, v in log.items()}  # user 0 sees an item again
+    repeated["timestamp"][-1] = log["timestamp"].max() + 10
+    data = interactions(repeated)
+    assert not trainer.prepare_data(data, keep_all, TrainingConfig()).validation_exclude_seen
+    forced = TrainingConfig(validation_exclude_seen=True)
+    assert trainer.prepare_data(data, keep_all, forced).validation_exclude_seen
+
+
+def test_evaluate_holdout_matches_a_direct_computation(
+    model: hrnn.TrainedModel, log: dict[str, np.ndarray]
+) -> None:
+    data = interactions(log)
+    prepared = trainer.prepare_data(data, Hyperparameters(), TrainingConfig(validation_fraction=0.0))
+    sessions, features = prepared.sessions, prepared.features
+    assert model.item_ids == list(sessions.item_ids)  # the same item indices
+    module = model.module
+    users = np.arange(10)
+    starts, ends = sessions.user_offsets[users], sessions.user_offsets[users + 1]
+    stops = ends - 3
+    cpu = torch.device("cpu")
+    for exclude in (False, True):
+        got = trainer.evaluate_holdout(
+            module, features, starts, stops, ends, cpu, cutoff=4, exclude_seen=exclude
+        )
+        reciprocal, precision = [], []
+        for a, b, e in zip(starts, stops, ends, strict=True):
+            ids, types = sessions.item_ids, sessions.event_types
+            history = [
+                (ids[sessions.item_index[p]], int(sessions.timestamp[p]), types[sessions.event_type[p]])
+                for p in range(a, b)
+            ]
+            scores = model.score([history], at=[int(sessions.timestamp[b])]).scores[0].astype(np.float64)
+            if exclude:
+                scores[sessions.item_index[a:b]] = -np.inf  # the model's item indices are the sessions'
+            top = np.argsort(-scores, kind="stable")[:4]
+            hit = np.isin(top, sessions.item_index[b:e])
+            first = np.flatnonzero(hit)
+            reciprocal.append(1.0 / (first[0] + 1) if first.size else 0.0)
+            precision.append(hit.sum() / 5.0)
+        assert got["users"] == 10
+        assert got["mrr"] == pytest.approx(np.mean(reciprocal), abs=1e-9)
+        assert got["precision_at_5"] == pytest.approx(np.mean(precision), abs=1e-9)
+
+
+def test_weight_average_is_what_is_exported(log: dict[str, np.ndarray]) -> None:
+    settings = {**FAST, "epochs": 2, "validation_fraction": 0.0}
+    raw = hrnn.train(interactions(log), **{**settings, "weight_average_decay": 0.0})
+    averaged = hrnn.train(interactions(log), **{**settings, "weight_average_decay": 0.99})
+    again = hrnn.train(interactions(log), **{**settings, "weight_average_decay": 0.99})
+    for name in fmt.TENSOR_NAMES:
+        np.testing.assert_array_equal(averaged.tensors[name], again.tensors[name])
+    # same training trajectory, but the export is the average, not the last step's weights
+    assert not np.array_equal(raw.tensors[fmt.ITEM_EMBEDDING], averaged.tensors[fmt.ITEM_EMBEDDING])
+    assert all(np.isfinite(averaged.tensors[fmt.OUTPUT_WEIGHT]).ravel())
+
+
 def test_early_stopping_restores_the_best_epoch(
     log: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,9 +254,9 @@ def test_early_stopping_restores_the_best_epoch(
 
     def fake_evaluate(model: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
         snapshots.append(copy.deepcopy(model.state_dict()))
-        return {"mrr": next(scripted), "recall": 0.0, "targets": 1.0}
+        return {"mrr": next(scripted), "precision_at_5": 0.0, "recall": 0.0, "users": 1.0}
 
-    monkeypatch.setattr(trainer, "evaluate", fake_evaluate)
+    monkeypatch.setattr(trainer, "evaluate_holdout", fake_evaluate)
     m = hrnn.train(interactions(log), **{**FAST, "epochs": 6, "patience": 3})
     assert m.training["epochs_trained"] == 5  # epochs 3, 4, 5 did not beat epoch 2
     assert m.training["best_epoch"] == 2

@@ -57,10 +57,13 @@ def train(
     dropout_embedding: float = _DEFAULTS.dropout_embedding,
     dropout_hidden: float = _DEFAULTS.dropout_hidden,
     recency_half_life: float | None = _DEFAULTS.recency_half_life,
+    user_weight_exponent: float = _DEFAULTS.user_weight_exponent,
     max_grad_norm: float = _DEFAULTS.max_grad_norm,
+    weight_average_decay: float = _DEFAULTS.weight_average_decay,
     validation_fraction: float = _DEFAULTS.validation_fraction,
     validation_max_users: int = _DEFAULTS.validation_max_users,
     validation_holdout: float = _DEFAULTS.validation_holdout,
+    validation_exclude_seen: bool | None = _DEFAULTS.validation_exclude_seen,
     patience: int = _DEFAULTS.patience,
     plateau_decay: float = _DEFAULTS.plateau_decay,
     device: Any = "auto",
@@ -75,7 +78,7 @@ def train(
     Each user's events form one time-ordered sequence; training uses user-parallel truncated BPTT
     windows of ``bptt`` events, Adam, and early stopping on the latest events of a sample of users
     (restoring the best epoch). Progress is a tqdm bar per epoch; each epoch is logged (loss,
-    events/s, validation MRR@20) through ``logging``. docs/training.md explains every setting.
+    events/s, validation MRR@25) through ``logging``. docs/training.md explains every setting.
 
     Args:
         interactions: the training interactions.
@@ -100,10 +103,14 @@ def train(
         dropout_embedding: dropout on the input vector.
         dropout_hidden: dropout on the read-out state.
         recency_half_life: seconds (default: the training time span, so the oldest target weighs ½).
+        user_weight_exponent: target weights × ``n_u ** −p`` for a user with ``n_u`` training targets.
         max_grad_norm: gradient-norm clipping (0 = off).
+        weight_average_decay: validate and export a moving average of the weights (0 = off).
         validation_fraction: share of users used for early stopping (0 = no early stopping).
         validation_max_users: cap on validation users.
         validation_holdout: share of a validation user's latest events held out.
+        validation_exclude_seen: validation ranks without the user's earlier items (``None``: when
+            no (user, item) pair repeats in the data).
         patience: epochs without validation improvement before stopping.
         plateau_decay: learning-rate factor applied after each epoch without improvement.
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, a ``torch.device``.
@@ -141,10 +148,13 @@ def train(
         dropout_embedding=dropout_embedding,
         dropout_hidden=dropout_hidden,
         recency_half_life=recency_half_life,
+        user_weight_exponent=user_weight_exponent,
         max_grad_norm=max_grad_norm,
+        weight_average_decay=weight_average_decay,
         validation_fraction=validation_fraction,
         validation_max_users=validation_max_users,
         validation_holdout=validation_holdout,
+        validation_exclude_seen=validation_exclude_seen,
         patience=patience,
         plateau_decay=plateau_decay,
         session_timeout=session_timeout,

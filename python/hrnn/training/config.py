@@ -111,15 +111,27 @@ class TrainingConfig:
         dropout_hidden: dropout on the read-out state ``o``, in [0, 1).
         recency_half_life: seconds; ``None`` = the training time span (the oldest target weighs ½ of
             the newest). In (0, inf).
+        user_weight_exponent: each target's loss weight is multiplied by ``n_u ** −p`` for a user
+            with ``n_u`` training targets (``0``: every event counts the same, so the longest
+            histories dominate; ``1``: every user counts the same in total). In [0, 1].
         max_grad_norm: gradient clipping threshold (``0`` = none), in [0, inf).
+        weight_average_decay: validation and the export use an exponential moving average of the
+            weights over optimizer steps, ``ā ← d·ā + (1 − d)·w`` after each step with
+            ``d = min(weight_average_decay, (1 + t) / (10 + t))`` at step ``t``; ``0`` = the raw
+            weights. In [0, 1).
         validation_fraction: share of users whose latest events are held out for early stopping
             (at least ``min(200, users // 3)``, at most ``validation_max_users``); ``0`` disables
             early stopping. In [0, 0.5].
         validation_max_users: cap on validation users, in [1, 10**9].
         validation_holdout: share of a validation user's events held out (at least one), in (0, 0.5].
-        patience: epochs without improvement of validation MRR@20 before stopping, in [1, 1000].
+        validation_exclude_seen: validation drops the items of a user's earlier events from the
+            ranking, as ``hrnn.evaluate(exclude_seen=True)`` does. ``None``: on exactly when no
+            (user, item) pair occurs twice in the training data (ratings, purchases of durable
+            goods), off otherwise (clicks, where repeats are common).
+        patience: epochs without improvement of the validation MRR@25 before stopping, in [1, 1000].
         plateau_decay: the learning rate is multiplied by this after each epoch without
-            improvement, in (0, 1].
+            improvement, in (0, 1]. Default 1 (a constant rate: the weight average takes the place
+            of a decay; docs/training.md).
         session_timeout: seconds; a longer gap starts a new session, in [0, 10**10].
         seed: seed of every random choice (init, order, dropout, negatives, validation sample).
     """
@@ -137,12 +149,15 @@ class TrainingConfig:
     dropout_embedding: float = 0.2
     dropout_hidden: float = 0.4
     recency_half_life: float | None = None
+    user_weight_exponent: float = 0.0
     max_grad_norm: float = 5.0
+    weight_average_decay: float = 0.99
     validation_fraction: float = 0.1
     validation_max_users: int = 2000
     validation_holdout: float = 0.1
+    validation_exclude_seen: bool | None = None
     patience: int = 3
-    plateau_decay: float = 0.5
+    plateau_decay: float = 1.0
     session_timeout: int = DEFAULT_SESSION_TIMEOUT
     seed: int = 0
 
@@ -163,10 +178,14 @@ class TrainingConfig:
         _check_float("dropout_hidden", self.dropout_hidden, 0.0, 0.999)
         if self.recency_half_life is not None:
             _check_float("recency_half_life", self.recency_half_life, 0.0, None, open_lo=True)
+        _check_float("user_weight_exponent", self.user_weight_exponent, 0.0, 1.0)
         _check_float("max_grad_norm", self.max_grad_norm, 0.0, None)
+        _check_float("weight_average_decay", self.weight_average_decay, 0.0, 0.9999)
         _check_float("validation_fraction", self.validation_fraction, 0.0, 0.5)
         _check_int("validation_max_users", self.validation_max_users, 1, 10**9)
         _check_float("validation_holdout", self.validation_holdout, 0.0, 0.5, open_lo=True)
+        if self.validation_exclude_seen is not None:
+            _check_bool("validation_exclude_seen", self.validation_exclude_seen)
         _check_int("patience", self.patience, 1, 1000)
         _check_float("plateau_decay", self.plateau_decay, 0.0, 1.0, open_lo=True)
         _check_int("session_timeout", self.session_timeout, 0, 10**10)

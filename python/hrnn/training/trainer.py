@@ -35,13 +35,26 @@ from hrnn.training.loss import (
 )
 from hrnn.training.model import HRNN
 
-__all__ = ["TrainingData", "fit", "prepare_data"]
+__all__ = [
+    "TrainingData",
+    "evaluate",
+    "evaluate_holdout",
+    "final_states",
+    "fit",
+    "prepare_data",
+    "states_after",
+]
 
 logger = logging.getLogger(__name__)
 
-#: Cut-off of the validation metrics that drive early stopping (MRR@20, Recall@20).
+#: Cut-off of the next-item metrics of :func:`evaluate` (MRR@20, Recall@20).
 VALIDATION_CUTOFF = 20
+#: Cut-off of the hold-out metrics of :func:`evaluate_holdout`, which drive early stopping (MRR@25,
+#: Recall@25; plus P@5): Personalize's list length.
+HOLDOUT_CUTOFF = 25
 _EVAL_SLOTS = 512
+#: Validation users scored per catalogue-wide logits matrix.
+_HOLDOUT_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,8 @@ class TrainingData:
         validation_start: per user, the first held-out position (= user end when none).
         validation_weight: per event, 1 for held-out targets, else 0.
         half_life: the recency half-life used, in seconds (``None`` when all weights are 1).
+        validation_exclude_seen: whether validation excludes each user's earlier items from the
+            ranking (``config.validation_exclude_seen`` resolved against the data).
     """
 
     interactions: Interactions
@@ -68,6 +83,7 @@ class TrainingData:
     validation_start: npt.NDArray[np.int64]
     validation_weight: npt.NDArray[np.float32]
     half_life: float | None
+    validation_exclude_seen: bool = False
 
     @property
     def starts(self) -> npt.NDArray[np.int64]:
@@ -140,7 +156,17 @@ def prepare_data(
     user_of_event = sessions.user_index
     position_in_user = np.arange(len(sessions), dtype=np.int64) - starts[user_of_event]
     held_out = position_in_user >= counts[user_of_event]
+    if config.user_weight_exponent > 0:
+        # n_u ** −p per target (n_u = the user's training targets), so long histories dominate less
+        targets = np.maximum(counts - 1, 1).astype(np.float64)
+        weight = weight * np.power(targets, -config.user_weight_exponent)[user_of_event]
     train_weight = np.where(held_out, 0.0, weight).astype(np.float32)
+    exclude_seen = config.validation_exclude_seen
+    if exclude_seen is None:
+        # auto: on when no user interacts with an item twice (e.g. ratings), where recommending an
+        # already-seen item is useless and evaluation excludes them
+        pairs = sessions.user_index.astype(np.int64) * max(sessions.num_items, 1) + sessions.item_index
+        exclude_seen = bool(np.unique(pairs).size == len(sessions))
     return TrainingData(
         interactions=data,
         sessions=sessions,
@@ -150,6 +176,7 @@ def prepare_data(
         validation_start=validation_start,
         validation_weight=held_out.astype(np.float32),
         half_life=half_life,
+        validation_exclude_seen=exclude_seen,
     )
 
 
@@ -274,31 +301,123 @@ def evaluate(
 
 
 @torch.no_grad()
-def final_states(
-    model: HRNN, features: EventFeatures, sessions: Sessions, device: torch.device
+def states_after(
+    model: HRNN,
+    features: EventFeatures,
+    starts: npt.NDArray[np.int64],
+    stops: npt.NDArray[np.int64],
+    device: torch.device,
 ) -> np.ndarray:
-    """Each user's state ``h_T`` after their last event (every event is an input), ``[U, H]`` float32."""
+    """Each range's state after its last input event ``stops − 1`` (zero for an empty range).
+
+    Args:
+        model: the network (run in eval mode; its mode is restored).
+        features: per-event features.
+        starts: first input position of each range (ranges are disjoint, e.g. one per user).
+        stops: one past the last input position of each range.
+        device: where to run.
+
+    Returns:
+        ``[len(starts), H]`` float32.
+    """
     was_training = model.training
     model.eval()
-    starts, ends = sessions.user_offsets[:-1], sessions.user_offsets[1:]
-    num_users = sessions.num_users
-    layout = build_layout(starts, ends, min(_EVAL_SLOTS, max(num_users, 1)), 32)
-    is_last = np.zeros(len(sessions) + 1, dtype=bool)
-    is_last[ends[ends > starts] - 1] = True
-    user_of_event = sessions.user_index
-    out = np.zeros((num_users, model.hidden_dimension), dtype=np.float32)
+    count = len(starts)
+    layout = build_layout(starts, stops, min(_EVAL_SLOTS, max(count, 1)), 32)
+    row_of_last = np.full(len(features.item) + 1, -1, dtype=np.int64)
+    nonempty = np.flatnonzero(stops > starts)
+    row_of_last[stops[nonempty] - 1] = nonempty
+    out = np.zeros((count, model.hidden_dimension), dtype=np.float32)
     state = torch.zeros(layout.num_slots, model.hidden_dimension, device=device)
     for index in range(layout.num_windows):
         window = layout.window(index, features)
         batch = _to_device(window, device)
         states, state = model.run(batch["item"], batch["event_type"], batch["time"], state, batch["reset"])
         pos = window.position.reshape(-1)
-        pick = np.flatnonzero((pos >= 0) & is_last[pos])
+        rows = np.where(pos >= 0, row_of_last[pos], -1)
+        pick = np.flatnonzero(rows >= 0)
         if pick.size:
             picked = states.flatten(0, 1)[torch.from_numpy(pick).to(device)]
-            out[user_of_event[pos[pick]]] = picked.float().cpu().numpy()
+            out[rows[pick]] = picked.float().cpu().numpy()
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def final_states(
+    model: HRNN, features: EventFeatures, sessions: Sessions, device: torch.device
+) -> np.ndarray:
+    """Each user's state ``h_T`` after their last event (every event is an input), ``[U, H]`` float32."""
+    return states_after(model, features, sessions.user_offsets[:-1], sessions.user_offsets[1:], device)
+
+
+@torch.no_grad()
+def evaluate_holdout(
+    model: HRNN,
+    features: EventFeatures,
+    starts: npt.NDArray[np.int64],
+    stops: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    device: torch.device,
+    cutoff: int = HOLDOUT_CUTOFF,
+    exclude_seen: bool = False,
+) -> dict[str, float]:
+    """Hold-out metrics: each user's held-out events ``[stop, end)`` as one set of relevant items.
+
+    The protocol of ``hrnn.evaluate(protocol="holdout-last")``: one list of ``cutoff`` items per
+    user, scored from the state after the user's last input event ``stop − 1``, read out at the
+    first held-out event's time gap (``at`` = its time); with ``exclude_seen`` the items of events
+    ``[start, stop)`` are removed from the list. Metrics as Personalize defines them: MRR@cutoff
+    (reciprocal rank of the first relevant item), P@5, and Recall@cutoff (share of the distinct
+    held-out items in the list), averaged over users.
+
+    Args:
+        model: the network (evaluated in eval mode; its mode is restored).
+        features: per-event features of the sessions.
+        starts: first position of each user.
+        stops: first held-out position of each user (``starts < stops < ends``).
+        ends: one past each user's last held-out position.
+        device: where to run.
+        cutoff: list length.
+        exclude_seen: drop the items of each user's input events from the list.
+
+    Returns:
+        ``{"mrr": …, "precision_at_5": …, "recall": …, "users": …}``.
+    """
+    count = len(starts)
+    if count == 0:
+        return {"mrr": 0.0, "precision_at_5": 0.0, "recall": 0.0, "users": 0.0}
+    was_training = model.training
+    model.eval()
+    states = states_after(model, features, starts, stops, device)
+    k = min(cutoff, model.num_items)
+    reciprocal, precision, recall = 0.0, 0.0, 0.0
+    for lo in range(0, count, _HOLDOUT_CHUNK):
+        hi = min(count, lo + _HOLDOUT_CHUNK)
+        query = torch.from_numpy(features.time[stops[lo:hi]]).to(device)
+        o = model.read_out(torch.from_numpy(states[lo:hi]).to(device), query)
+        logits = model.logits(o).float()
+        if exclude_seen:
+            lengths = stops[lo:hi] - starts[lo:hi]
+            rows = np.repeat(np.arange(hi - lo), lengths)
+            first = np.repeat(starts[lo:hi] - (np.cumsum(lengths) - lengths), lengths)
+            cols = features.item[first + np.arange(int(lengths.sum()))]
+            logits[torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)] = -math.inf
+        top = torch.topk(logits, k, dim=1).indices.cpu().numpy()
+        for row, user in enumerate(range(lo, hi)):
+            relevant = np.unique(features.item[stops[user] : ends[user]])
+            hit = np.isin(top[row], relevant)
+            first = np.flatnonzero(hit)
+            reciprocal += 1.0 / (first[0] + 1) if first.size else 0.0
+            precision += float(hit[:5].sum()) / 5.0
+            recall += float(hit.sum()) / relevant.size
+    model.train(was_training)
+    return {
+        "mrr": reciprocal / count,
+        "precision_at_5": precision / count,
+        "recall": recall / count,
+        "users": float(count),
+    }
 
 
 def _recent_histories(sessions: Sessions, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -340,6 +459,7 @@ def _export(
         {
             "resolved_batch_size": config.resolved_batch_size(len(sessions)),
             "recency_half_life_used": data.half_life,
+            "validation_exclude_seen_used": data.validation_exclude_seen,
             "epochs_trained": len(log),
             "best_epoch": best_epoch,
             "history": log,
@@ -436,6 +556,12 @@ def fit(
         starts = data.starts
         log: list[dict[str, float]] = []
         best_metric, best_epoch, best_weights, stale = -math.inf, 0, None, 0
+        # ``averaged`` holds the exponential moving average of the weights over optimizer steps: it
+        # is what is validated and exported (the raw weights only keep training)
+        averaged = copy.deepcopy(model) if config.weight_average_decay > 0 else model
+        raw_params: list[torch.Tensor] = list(model.parameters())
+        avg_params: list[torch.Tensor] = list(averaged.parameters())
+        steps_done = 0
         for epoch in range(config.epochs):
             order = np.random.default_rng([config.seed, 2, epoch]).permutation(num_users)
             mine = order[ctx.rank :: ctx.world_size]
@@ -467,6 +593,12 @@ def fit(
                 if config.max_grad_norm > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
+                if averaged is not model:
+                    # warm-up: the average starts close to the latest weights, (1 + t) / (10 + t)
+                    decay = min(config.weight_average_decay, (1 + steps_done) / (10 + steps_done))
+                    with torch.no_grad():
+                        torch._foreach_lerp_(avg_params, raw_params, 1.0 - decay)
+                steps_done += 1
                 n = int(batch["rows"].numel())
                 if n:
                     loss_sum += float(loss.detach().item()) * n
@@ -487,14 +619,17 @@ def fit(
             }
             if len(data.validation_users):
                 users = data.validation_users
-                metrics = evaluate(
-                    model,
-                    features.with_weight(data.validation_weight),
+                metrics = evaluate_holdout(
+                    averaged,
+                    features,
                     starts[users],
-                    data.ends[users] - 1,
+                    data.validation_start[users],
+                    data.ends[users],
                     dev,
+                    exclude_seen=data.validation_exclude_seen,
                 )
                 entry["validation_mrr"] = ctx.broadcast_float(metrics["mrr"], dev)
+                entry["validation_precision_at_5"] = metrics["precision_at_5"]
                 entry["validation_recall"] = metrics["recall"]
             log.append(entry)
             if ctx.is_main:
@@ -504,8 +639,9 @@ def fit(
                     entry["loss"],
                     entry["events_per_second"],
                     seconds,
-                    f", validation MRR@{VALIDATION_CUTOFF} {entry['validation_mrr']:.4f} "
-                    f"Recall@{VALIDATION_CUTOFF} {entry['validation_recall']:.4f}"
+                    f", validation MRR@{HOLDOUT_CUTOFF} {entry['validation_mrr']:.4f} "
+                    f"P@5 {entry['validation_precision_at_5']:.4f} "
+                    f"Recall@{HOLDOUT_CUTOFF} {entry['validation_recall']:.4f}"
                     if "validation_mrr" in entry
                     else "",
                 )
@@ -514,7 +650,7 @@ def fit(
                 continue
             if entry["validation_mrr"] > best_metric:
                 best_metric, best_epoch, stale = entry["validation_mrr"], epoch + 1, 0
-                best_weights = copy.deepcopy(model.state_dict())
+                best_weights = copy.deepcopy(averaged.state_dict())
             else:
                 stale += 1
                 for group in optimizer.param_groups:
@@ -525,6 +661,8 @@ def fit(
                     break
         if best_weights is not None:
             model.load_state_dict(best_weights)
+        elif averaged is not model:
+            model.load_state_dict(averaged.state_dict())
         result = _export(model, data, hyper, config, dev, log, best_epoch)
     except BaseException:
         ctx.close(completed=False)
