@@ -13,6 +13,14 @@ fn main() {
         Ok(data) => {
             let read = started.elapsed();
             let started = Instant::now();
+            let filtered = hrnn_core::history_filter::filter_by_history_length(&data, 0.05, 0.99)
+                .expect("valid percentiles");
+            println!(
+                "filter kept {} rows in {:.3} s",
+                filtered.len(),
+                started.elapsed().as_secs_f64()
+            );
+            let started = Instant::now();
             let sessions = hrnn_core::sessionize(&data, 1800).expect("valid timeout");
             println!(
                 "{} rows, {} users, {} items: read {:.3} s; {} sessions in {:.3} s",

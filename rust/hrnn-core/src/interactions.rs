@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::error::{excerpt, Error, Result};
 use crate::id_map::IdMap;
 
@@ -225,29 +227,22 @@ impl Interactions {
 
     /// Keeps the rows where `keep(row)` holds, re-indexing users and items densely (in order of
     /// first appearance among kept rows) and recording the drop under `rule`.
-    pub fn retain_rows(&self, rule: &str, detail: String, keep: impl Fn(usize) -> bool) -> Self {
+    pub fn retain_rows(
+        &self,
+        rule: &str,
+        detail: String,
+        keep: impl Fn(usize) -> bool + Sync,
+    ) -> Self {
         let n = self.len();
+        // 1. Which rows stay (in parallel), then one sequential pass assigning new indices in
+        //    order of first appearance among the kept rows.
+        let kept_mask: Vec<bool> = (0..n).into_par_iter().map(&keep).collect();
         let mut user_map = vec![u32::MAX; self.num_users()];
         let mut item_map = vec![u32::MAX; self.num_items()];
         let mut user_ids = Vec::new();
         let mut item_ids = Vec::new();
-        let mut out = Interactions {
-            user: Vec::with_capacity(n),
-            item: Vec::with_capacity(n),
-            timestamp: Vec::with_capacity(n),
-            event_type: Vec::with_capacity(n),
-            event_value: Vec::with_capacity(n),
-            user_ids: Arc::default(),
-            item_ids: Arc::default(),
-            event_types: Arc::clone(&self.event_types),
-            has_event_type: self.has_event_type,
-            has_event_value: self.has_event_value,
-            ignored_columns: self.ignored_columns.clone(),
-            rows_read: self.rows_read,
-            drops: self.drops.clone(),
-            source: self.source.clone(),
-        };
-        for row in (0..n).filter(|&r| keep(r)) {
+        let mut rows: Vec<u32> = Vec::with_capacity(n);
+        for (row, _) in kept_mask.iter().enumerate().filter(|(_, &k)| k) {
             let (u, i) = (self.user[row] as usize, self.item[row] as usize);
             if user_map[u] == u32::MAX {
                 user_map[u] = user_ids.len() as u32;
@@ -257,22 +252,52 @@ impl Interactions {
                 item_map[i] = item_ids.len() as u32;
                 item_ids.push(self.item_ids[i].clone());
             }
-            out.user.push(user_map[u]);
-            out.item.push(item_map[i]);
-            out.timestamp.push(self.timestamp[row]);
-            out.event_type.push(self.event_type[row]);
-            out.event_value.push(self.event_value[row]);
+            rows.push(row as u32);
         }
-        out.drops.push(DropRule {
+        // 2. Gather the columns (in parallel).
+        let gather = |column: &[u32], map: &[u32]| -> Vec<u32> {
+            rows.par_iter()
+                .map(|&r| map[column[r as usize] as usize])
+                .collect()
+        };
+        let user = gather(&self.user, &user_map);
+        let item = gather(&self.item, &item_map);
+        let timestamp = rows
+            .par_iter()
+            .map(|&r| self.timestamp[r as usize])
+            .collect();
+        let event_type = rows
+            .par_iter()
+            .map(|&r| self.event_type[r as usize])
+            .collect();
+        let event_value = rows
+            .par_iter()
+            .map(|&r| self.event_value[r as usize])
+            .collect();
+        let mut drops = self.drops.clone();
+        drops.push(DropRule {
             rule: rule.to_owned(),
             detail,
-            rows_dropped: n - out.len(),
+            rows_dropped: n - rows.len(),
             users_dropped: self.num_users() - user_ids.len(),
             items_dropped: self.num_items() - item_ids.len(),
         });
-        out.user_ids = Arc::new(user_ids);
-        out.item_ids = Arc::new(item_ids);
-        out
+        Interactions {
+            user,
+            item,
+            timestamp,
+            event_type,
+            event_value,
+            user_ids: Arc::new(user_ids),
+            item_ids: Arc::new(item_ids),
+            event_types: Arc::clone(&self.event_types),
+            has_event_type: self.has_event_type,
+            has_event_value: self.has_event_value,
+            ignored_columns: self.ignored_columns.clone(),
+            rows_read: self.rows_read,
+            drops,
+            source: self.source.clone(),
+        }
     }
 
     /// Personalize's training-data selection: keep only rows of `event_type` (when given) and rows
