@@ -8,17 +8,16 @@ Single queries run on one thread for everyone; batches of 256 use both cores for
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
 
 import hrnn
+from hrnn.model_format import random_model, write_model_dir
 
 H, K, BATCH = 43, 25, 256
-SESSION_TIMEOUT = 1800
+SESSION_TIMEOUT = 1800  # random_model's
 
 
 @pytest.fixture(scope="module")
@@ -29,54 +28,9 @@ def weights(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         config.getoption("benchmark_only", default=False)
     )
     n = 100_000 if benchmarking else 2_000
-    users = BATCH
-    rng = np.random.default_rng(0)
-
-    def w(*shape: int, scale: float = 0.3) -> np.ndarray:
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-    tensors = {
-        "item_embedding": w(n, H),
-        "event_type_embedding": w(1, H),
-        "discount.weight": w(H, H + 2),
-        "discount.bias": w(H),
-        "gru.weight_ih": w(3 * H, H + 2),
-        "gru.weight_hh": w(3 * H, H),
-        "gru.bias_ih": w(3 * H),
-        "gru.bias_hh": w(3 * H),
-        "readout.weight": w(H, 2),
-        "readout.bias": w(H),
-        "output.weight": w(n, H, scale=0.5),
-        "output.bias": w(n),
-        "items.popularity": rng.integers(0, 1000, n).astype(np.int64),
-        "users.state": w(users, H, scale=1.0),
-        "users.last_timestamp": np.full(users, 1_700_000_000, dtype=np.int64),
-        "users.history_offsets": np.arange(users + 1, dtype=np.int64),
-        "users.history_items": rng.integers(0, n, users).astype(np.int32),
-    }
-    meta = {
-        "format": "hrnn-model",
-        "format_version": 1,
-        "hyperparameters": {
-            "hidden_dimension": H,
-            "bptt": 32,
-            "recency_mask": True,
-            "min_user_history_length_percentile": 0.0,
-            "max_user_history_length_percentile": 0.99,
-        },
-        "training": {},
-        "session_timeout": SESSION_TIMEOUT,
-        "history_limit": 100,
-        "item_ids": [f"item{j}" for j in range(n)],
-        "event_types": ["click"],
-        "user_ids": [f"user{u}" for u in range(users)],
-        "data_summary": {},
-        "hrnn_version": "bench",
-    }
-    path = tmp_path_factory.mktemp("recommend") / "model"
-    path.mkdir()
-    save_file(tensors, str(path / "model.safetensors"))
-    (path / "model.json").write_text(json.dumps(meta))
+    model = random_model(n, H, num_users=BATCH, event_types=["click"], output_scale=0.5)
+    path = write_model_dir(tmp_path_factory.mktemp("recommend") / "model", model.tensors, model.meta)
+    tensors, meta = model.tensors, model.meta
     return {"path": path, "tensors": tensors, "users": meta["user_ids"]}
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
 
 import hrnn
+from hrnn.model_format import random_model, write_model_dir
 
 TINY = Path(__file__).parent / "fixtures" / "tiny_model"
 
@@ -19,57 +19,8 @@ TINY = Path(__file__).parent / "fixtures" / "tiny_model"
 @pytest.fixture(scope="module")
 def big_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random model large enough that a batch call takes tens of milliseconds."""
-    h, n, k = 32, 20_000, 1
-    rng = np.random.default_rng(0)
-
-    def w(*shape: int) -> np.ndarray:
-        return (rng.standard_normal(shape) * 0.3).astype(np.float32)
-
-    tensors = {
-        "item_embedding": w(n, h),
-        "event_type_embedding": w(k, h),
-        "discount.weight": w(h, h + 2),
-        "discount.bias": w(h),
-        "gru.weight_ih": w(3 * h, h + 2),
-        "gru.weight_hh": w(3 * h, h),
-        "gru.bias_ih": w(3 * h),
-        "gru.bias_hh": w(3 * h),
-        "readout.weight": w(h, 2),
-        "readout.bias": w(h),
-        "output.weight": w(n, h),
-        "output.bias": w(n),
-        "items.popularity": np.ones(n, dtype=np.int64),
-        "users.state": w(1, h),
-        "users.last_timestamp": np.zeros(1, dtype=np.int64),
-        "users.history_offsets": np.zeros(2, dtype=np.int64),
-        "users.history_items": np.zeros(0, dtype=np.int32),
-    }
-    meta = {
-        "format": "hrnn-model",
-        "format_version": 1,
-        "hyperparameters": {
-            "hidden_dimension": h,
-            "bptt": 32,
-            "recency_mask": True,
-            "min_user_history_length_percentile": 0.0,
-            "max_user_history_length_percentile": 0.99,
-        },
-        "training": {},
-        "session_timeout": 1800,
-        "history_limit": 100,
-        "item_ids": [f"i{j}" for j in range(n)],
-        "event_types": [""],
-        "user_ids": ["u"],
-        "data_summary": {},
-        "hrnn_version": "test",
-    }
-    out = tmp_path_factory.mktemp("big") / "model"
-    out.mkdir()
-    save_file(tensors, str(out / "model.safetensors"))
-    import json
-
-    (out / "model.json").write_text(json.dumps(meta))
-    return out
+    model = random_model(20_000, 32, num_users=1)
+    return write_model_dir(tmp_path_factory.mktemp("big") / "model", model.tensors, model.meta)
 
 
 def test_the_gil_is_released_during_calls(big_model: Path) -> None:
@@ -92,11 +43,11 @@ def test_the_gil_is_released_during_calls(big_model: Path) -> None:
     try:
         for _ in range(5):
             before = counter[0]
-            rec.recommend_batch(["u"] * 64, 25)
+            rec.recommend_batch(["user0"] * 64, 25)
             moved["recommend_batch"] += counter[0] - before
             before = counter[0]
             for _ in range(20):
-                rec.recommend("u", 25)
+                rec.recommend("user0", 25)
             moved["recommend"] += counter[0] - before
     finally:
         stop.set()

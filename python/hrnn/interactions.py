@@ -266,21 +266,30 @@ class Interactions:
         user, item, ts, etype, evalue = self._inner.columns()
         return {"user": user, "item": item, "timestamp": ts, "event_type": etype, "event_value": evalue}
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The rows as id columns, the keyword arguments :meth:`from_arrays` takes.
+
+        Returns:
+            ``user_id``, ``item_id`` (object arrays of str), ``timestamp`` (int64), and
+            ``event_type`` / ``event_value`` when the source had them.
+        """
+        c = self.columns()
+        data: dict[str, np.ndarray] = {
+            "user_id": np.asarray(self.user_ids, dtype=object)[c["user"]],
+            "item_id": np.asarray(self.item_ids, dtype=object)[c["item"]],
+            "timestamp": c["timestamp"],
+        }
+        if self.has_event_type:
+            data["event_type"] = np.asarray(self.event_types, dtype=object)[c["event_type"]]
+        if self.has_event_value:
+            data["event_value"] = c["event_value"]
+        return data
+
     def to_pandas(self) -> pd.DataFrame:
         """The rows as a DataFrame with the schema's column names (needs pandas)."""
         import pandas as pd
 
-        c = self.columns()
-        data: dict[str, Any] = {
-            "USER_ID": np.asarray(self.user_ids, dtype=object)[c["user"]],
-            "ITEM_ID": np.asarray(self.item_ids, dtype=object)[c["item"]],
-            "TIMESTAMP": c["timestamp"],
-        }
-        if self.has_event_type:
-            data["EVENT_TYPE"] = np.asarray(self.event_types, dtype=object)[c["event_type"]]
-        if self.has_event_value:
-            data["EVENT_VALUE"] = c["event_value"]
-        return pd.DataFrame(data)
+        return pd.DataFrame({name.upper(): column for name, column in self.to_arrays().items()})
 
     # ----- rules --------------------------------------------------------------------------------
     def select(

@@ -16,8 +16,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from hrnn.evaluation.metrics import NEXT_ITEM_METRICS, PERSONALIZE_METRICS, metrics
 from hrnn.evaluation.splits import make_split
 from hrnn.interactions import Interactions
@@ -89,21 +87,6 @@ class TuningResult:
         from hrnn.training import train
 
         return train(interactions, **{**self.best_config, **overrides})
-
-
-def _columns(interactions: Interactions) -> dict[str, Any]:
-    """Interactions as picklable columns (for trial processes)."""
-    c = interactions.columns()
-    out: dict[str, Any] = {
-        "user_id": np.asarray(interactions.user_ids, dtype=object)[c["user"]],
-        "item_id": np.asarray(interactions.item_ids, dtype=object)[c["item"]],
-        "timestamp": c["timestamp"],
-    }
-    if interactions.has_event_type:
-        out["event_type"] = np.asarray(interactions.event_types, dtype=object)[c["event_type"]]
-    if interactions.has_event_value:
-        out["event_value"] = c["event_value"]
-    return out
 
 
 def _run_trial(
@@ -238,7 +221,7 @@ def tune(
             record(trial, values, seconds, config)
     else:
         gpus = _num_gpus()
-        data = _columns(interactions)
+        data = interactions.to_arrays()  # picklable columns for trial processes
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")  # torch and rayon threads do not survive fork
