@@ -3,6 +3,9 @@
 
 use std::time::Instant;
 
+#[global_allocator]
+static ALLOCATOR: hrnn_core::huge_pages::HugePageAlloc = hrnn_core::huge_pages::HugePageAlloc;
+
 fn main() {
     let Some(path) = std::env::args().nth(1) else {
         eprintln!("usage: load_csv FILE");

@@ -13,6 +13,7 @@ use memchr::{memchr, memchr_iter};
 use crate::id_map::IdMap;
 use crate::id_table::IdTable;
 use crate::interactions::check_id;
+use crate::separators::Separators;
 
 /// Where each schema column sits in a record, and the record width.
 #[derive(Debug, Clone)]
@@ -45,6 +46,16 @@ pub(crate) struct LocalIds<'a> {
 }
 
 impl<'a> LocalIds<'a> {
+    /// Starts fetching the table slots a later [`intern`](Self::intern) of `raw` reads: in
+    /// `known`, and in the block's own table once it holds ids.
+    #[inline]
+    fn prefetch(&self, raw: &[u8], known: &IdMap) {
+        known.prefetch(raw);
+        if !self.ids.is_empty() {
+            self.index.prefetch(raw);
+        }
+    }
+
     /// The global index of a known id, else its local index marked with [`LOCAL`].
     fn intern(&mut self, raw: Cow<'a, [u8]>, known: &IdMap) -> Result<u32, &'static str> {
         if let Some(i) = known.get(&raw) {
@@ -215,106 +226,114 @@ pub(crate) fn parse_block<'a>(block: &'a [u8], layout: &Layout, known: Known<'_>
     rows
 }
 
-/// Fast path: no quotes anywhere in the block, so `,` and `\n` always separate.
-fn parse_plain<'a>(block: &'a [u8], layout: &Layout, known: Known<'_>, rows: &mut BlockRows<'a>) {
-    /// Records parsed before their ids are looked up: prefetching a batch's table slots first
-    /// overlaps the cache misses that otherwise dominate loading.
-    const BATCH: usize = 32;
-    struct Record {
-        start: usize,
-        end: usize,
-        line: u64,
-        first_field: usize,
+/// Records of the fast path whose fields are known but whose ids are not yet looked up.
+#[derive(Default)]
+struct PendingRecords {
+    /// Per record: byte range (without the line end), 0-based line, index of its first field.
+    records: Vec<(usize, usize, u64, usize)>,
+    /// Field byte ranges of the records, in order, then those of the record still open.
+    fields: Vec<(usize, usize)>,
+    /// Index in `fields` of the open record's first field.
+    open_first: usize,
+}
+
+impl PendingRecords {
+    fn clear(&mut self) {
+        self.records.clear();
+        self.fields.clear();
+        self.open_first = 0;
     }
-    let mut records: Vec<Record> = Vec::with_capacity(BATCH + 1);
-    let mut fields: Vec<(usize, usize)> = Vec::with_capacity((BATCH + 1) * (layout.width + 1));
-    let width = layout.width;
-    // Returns false when a record failed (the error is recorded in `rows`).
-    let mut flush = |records: &mut Vec<Record>, fields: &mut Vec<(usize, usize)>| -> bool {
-        for (k, record) in records.iter().enumerate() {
-            let end = records.get(k + 1).map_or(fields.len(), |r| r.first_field);
-            if end - record.first_field == width {
-                let own = &fields[record.first_field..end];
-                known
-                    .users
-                    .prefetch(&block[own[layout.user].0..own[layout.user].1]);
-                known
-                    .items
-                    .prefetch(&block[own[layout.item].0..own[layout.item].1]);
-            }
+
+    /// The fields of record `k`.
+    fn fields_of(&self, k: usize) -> &[(usize, usize)] {
+        let end = self.records.get(k + 1).map_or(self.open_first, |r| r.3);
+        &self.fields[self.records[k].3..end]
+    }
+
+    /// Closes the open record, which started at `record_start` and ends at `end` (its `\n` or the
+    /// block end): a blank line is dropped, anything else becomes a record.
+    fn close(&mut self, block: &[u8], record_start: usize, end: usize, line: u64) {
+        let first = self.open_first;
+        let last_end = close_record(block, &mut self.fields[first..], record_start, end);
+        let own = &self.fields[first..];
+        if own.len() == 1 && own[0].0 == own[0].1 {
+            self.fields.truncate(first);
+        } else {
+            self.records.push((record_start, last_end, line, first));
         }
-        for (k, record) in records.iter().enumerate() {
-            let end = records.get(k + 1).map_or(fields.len(), |r| r.first_field);
-            let own = &fields[record.first_field..end];
+        self.open_first = self.fields.len();
+    }
+}
+
+/// Fast path: no quotes anywhere in the block, so `,` and `\n` always separate.
+///
+/// Records are gathered in batches; the table slots of a batch's ids are prefetched when the
+/// batch is complete, and the batch is interned only after the next one has been scanned, by
+/// which time those slots have arrived: id lookups in tables of a few MB otherwise wait on memory
+/// for most of the loading time.
+fn parse_plain<'a>(block: &'a [u8], layout: &Layout, known: Known<'_>, rows: &mut BlockRows<'a>) {
+    const BATCH: usize = 64;
+    let width = layout.width;
+    // Interns `batch`; false when a record failed (the error is recorded in `rows`).
+    let intern = |rows: &mut BlockRows<'a>, batch: &PendingRecords| -> bool {
+        for (k, &(start, end, line, _)) in batch.records.iter().enumerate() {
+            let own = batch.fields_of(k);
             if own.len() != width {
                 let message = format!(
                     "expected {width} fields as in the header, found {}",
                     own.len()
                 );
-                rows.record_error(record.line, &block[record.start..record.end], message);
+                rows.record_error(line, &block[start..end], message);
                 return false;
             }
-            if !rows.push_record(layout, known, record.line, |i| {
+            if !rows.push_record(layout, known, line, |i| {
                 Cow::Borrowed(&block[own[i].0..own[i].1])
             }) {
                 return false;
             }
         }
-        records.clear();
-        fields.clear();
         true
     };
+    let prefetch = |rows: &BlockRows<'a>, batch: &PendingRecords| {
+        for k in 0..batch.records.len() {
+            let own = batch.fields_of(k);
+            if own.len() == width {
+                let (u, i) = (own[layout.user], own[layout.item]);
+                rows.users.prefetch(&block[u.0..u.1], known.users);
+                rows.items.prefetch(&block[i.0..i.1], known.items);
+            }
+        }
+    };
+    let mut filling = PendingRecords::default();
+    let mut ready = PendingRecords::default();
     let mut field_start = 0;
     let mut record_start = 0;
     let mut line = 0u64;
-    let mut current_first = 0usize;
-    // A plain byte loop: separators are a few bytes apart, too dense for memchr to pay off.
-    for (pos, &byte) in block.iter().enumerate() {
-        if byte != b',' && byte != b'\n' {
+    for pos in Separators::new(block) {
+        filling.fields.push((field_start, pos));
+        field_start = pos + 1;
+        if block[pos] != b'\n' {
             continue;
         }
-        fields.push((field_start, pos));
-        field_start = pos + 1;
-        if byte == b'\n' {
-            let last_end = close_record(block, &mut fields, record_start, pos);
-            let blank = fields.len() - current_first == 1
-                && fields[current_first].0 == fields[current_first].1;
-            if blank {
-                fields.truncate(current_first);
-            } else {
-                records.push(Record {
-                    start: record_start,
-                    end: last_end,
-                    line,
-                    first_field: current_first,
-                });
+        filling.close(block, record_start, pos, line);
+        record_start = field_start;
+        line += 1;
+        if filling.records.len() == BATCH {
+            prefetch(rows, &filling);
+            if !intern(rows, &ready) {
+                return;
             }
-            current_first = fields.len();
-            record_start = field_start;
-            line += 1;
-            if records.len() == BATCH {
-                if !flush(&mut records, &mut fields) {
-                    return;
-                }
-                current_first = 0;
-            }
+            ready.clear();
+            std::mem::swap(&mut ready, &mut filling);
         }
     }
     if record_start < block.len() {
-        fields.push((field_start, block.len()));
-        let last_end = close_record(block, &mut fields, record_start, block.len());
-        let blank =
-            fields.len() - current_first == 1 && fields[current_first].0 == fields[current_first].1;
-        if !blank {
-            records.push(Record {
-                start: record_start,
-                end: last_end,
-                line,
-                first_field: current_first,
-            });
-        }
+        filling.fields.push((field_start, block.len()));
+        filling.close(block, record_start, block.len(), line);
     }
-    flush(&mut records, &mut fields);
+    if intern(rows, &ready) {
+        intern(rows, &filling);
+    }
 }
 
 /// Ends the record that started at `record_start` and ends at `end` (its `\n` or the block end):

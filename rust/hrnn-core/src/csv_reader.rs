@@ -4,13 +4,15 @@
 //! `USER_ID`, `ITEM_ID`, `TIMESTAMP` are required; `EVENT_TYPE` and `EVENT_VALUE` are optional;
 //! any other column is kept out of the data and listed in `ignored_columns`.
 //!
-//! The file is read in batches of four blocks of [`BLOCK_BYTES`] (plus one record), never whole. Each
+//! The file is read in batches of four blocks (the first batches small, then [`BLOCK_BYTES`] each;
+//! plus one record), never whole. Each
 //! batch is cut at record boundaries into blocks that are parsed in parallel (`csv_block`), then
 //! merged in file order, so the result — and the first error reported — is the same as a
 //! sequential parse.
 
 use std::fs::File;
 use std::io::Read;
+use std::mem::MaybeUninit;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,6 +28,8 @@ use crate::interactions::Interactions;
 
 /// Bytes parsed by one task.
 const BLOCK_BYTES: usize = 16 << 20;
+/// Bytes per task in the first batch (then ×4 per batch up to [`BLOCK_BYTES`]).
+const FIRST_BLOCK_BYTES: usize = 256 << 10;
 
 struct Header {
     layout: Layout,
@@ -126,21 +130,19 @@ fn parse_header(file: &str, raw_header: &[u8]) -> Result<Header> {
 }
 
 /// Fills `buf` from `source` until it holds at least `want` bytes or the source ends; returns
-/// true at end of file.
+/// true at end of file. Reads straight into the buffer's spare capacity (no staging copy).
 fn fill(source: &mut impl Read, buf: &mut Vec<u8>, want: usize, path: &Path) -> Result<bool> {
-    let mut chunk = vec![0u8; 1 << 20];
     while buf.len() < want {
-        let n = loop {
-            match source.read(&mut chunk) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(path, e)),
-            }
+        let missing = want - buf.len();
+        buf.reserve(missing);
+        let read = match source.by_ref().take(missing as u64).read_to_end(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(path, e)),
         };
-        if n == 0 {
+        if read == 0 {
             return Ok(true);
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
     Ok(false)
 }
@@ -195,6 +197,40 @@ fn remap(global: &mut IdMap, local: &LocalIds<'_>) -> Vec<u32> {
         .collect()
 }
 
+/// Appends `lengths.iter().sum()` values to `column`: part `b` (the next `lengths[b]` slots, in
+/// order) is written by `fill(b, slots)`, parts in parallel. `fill` must write every slot it gets.
+fn append_parts<T: Send>(
+    column: &mut Vec<T>,
+    lengths: &[usize],
+    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+) {
+    let total: usize = lengths.iter().sum();
+    column.reserve(total);
+    let mut rest = &mut column.spare_capacity_mut()[..total];
+    let mut parts = Vec::with_capacity(lengths.len());
+    for &n in lengths {
+        let (part, tail) = rest.split_at_mut(n);
+        parts.push(part);
+        rest = tail;
+    }
+    parts
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(b, part)| fill(b, part));
+    let len = column.len() + total;
+    // SAFETY: the `total` slots after the old length were all written by `fill` (each call writes
+    // the whole part it is given: see `translate` and `copy`).
+    unsafe { column.set_len(len) };
+}
+
+/// Writes `map(source[i])` into `slots[i]`; the two have the same length.
+fn translate<S: Copy, T>(slots: &mut [MaybeUninit<T>], source: &[S], map: impl Fn(S) -> T) {
+    assert_eq!(slots.len(), source.len());
+    for (slot, &value) in slots.iter_mut().zip(source) {
+        slot.write(map(value));
+    }
+}
+
 impl Merger {
     fn reserve(&mut self, rows: usize) {
         let out = &mut self.out;
@@ -209,27 +245,56 @@ impl Merger {
         }
     }
 
-    fn merge(&mut self, block: &BlockRows<'_>) {
-        // Ids new in this block get global indices here, in the block's order of first appearance;
-        // rows already hold global indices for ids known before the block's batch.
-        let users = remap(&mut self.users, &block.users);
-        let items = remap(&mut self.items, &block.items);
-        let types = remap(&mut self.types, &block.types);
+    /// Appends a batch's blocks, in file order. Ids new in a block get global indices here, in the
+    /// block's order of first appearance (sequentially: cheap, there are few); rows already hold
+    /// global indices for ids known before the batch. The columns are then copied in parallel.
+    fn merge(&mut self, blocks: &[BlockRows<'_>]) {
+        let users: Vec<Vec<u32>> = blocks
+            .iter()
+            .map(|b| remap(&mut self.users, &b.users))
+            .collect();
+        let items: Vec<Vec<u32>> = blocks
+            .iter()
+            .map(|b| remap(&mut self.items, &b.items))
+            .collect();
+        let types: Vec<Vec<u32>> = blocks
+            .iter()
+            .map(|b| remap(&mut self.types, &b.types))
+            .collect();
         let out = &mut self.out;
-        out.user
-            .extend(block.user.iter().map(|&i| to_global(i, &users)));
-        out.item
-            .extend(block.item.iter().map(|&i| to_global(i, &items)));
-        out.event_type
-            .extend(block.event_type.iter().map(|&i| to_global(i, &types)));
-        out.timestamp.extend_from_slice(&block.timestamp);
-        out.event_value.extend_from_slice(&block.event_value);
+        let lengths: Vec<usize> = blocks.iter().map(|b| b.user.len()).collect();
+        append_parts(&mut out.user, &lengths, |b, slots| {
+            translate(slots, &blocks[b].user, |i| to_global(i, &users[b]));
+        });
+        append_parts(&mut out.item, &lengths, |b, slots| {
+            translate(slots, &blocks[b].item, |i| to_global(i, &items[b]));
+        });
+        append_parts(&mut out.timestamp, &lengths, |b, slots| {
+            translate(slots, &blocks[b].timestamp, |t| t);
+        });
+        if out.has_event_type {
+            append_parts(&mut out.event_type, &lengths, |b, slots| {
+                translate(slots, &blocks[b].event_type, |i| to_global(i, &types[b]));
+            });
+        }
+        if out.has_event_value {
+            append_parts(&mut out.event_value, &lengths, |b, slots| {
+                translate(slots, &blocks[b].event_value, |v| v);
+            });
+        }
     }
 }
 
 /// Reads an interactions CSV file.
 pub fn read_csv(path: &Path) -> Result<Interactions> {
     read_csv_in_blocks(path, BLOCK_BYTES)
+}
+
+/// The block size of batch `batch` (0-based): the first batches are small, so that the ids they
+/// introduce are known — found with a prefetched lookup in one shared table — before the big
+/// batches are parsed, instead of being interned again by every block of a big first batch.
+fn batch_block_bytes(block_bytes: usize, batch: usize) -> usize {
+    (FIRST_BLOCK_BYTES << (2 * batch.min(8))).min(block_bytes)
 }
 
 /// [`read_csv`] with a given block size (batches hold four blocks); the result does not depend on it.
@@ -277,9 +342,11 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
     };
     let file_bytes = source.metadata().map_or(0, |m| m.len()) as usize;
     let mut lines_before = 1u64; // the header's line
+    let mut batch = 0;
     loop {
         if !eof {
-            eof = fill(&mut source, &mut buf, batch_bytes, path)?;
+            let want = 4 * batch_block_bytes(block_bytes, batch);
+            eof = fill(&mut source, &mut buf, want, path)?;
         }
         let limit = if eof {
             if let Some(line) = open_quote_line(&buf) {
@@ -304,7 +371,7 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
                 }
             }
         };
-        let blocks = split_blocks(&buf[..limit], block_bytes);
+        let blocks = split_blocks(&buf[..limit], batch_block_bytes(block_bytes, batch));
         if merger.out.user.is_empty() && limit > 0 {
             // Size the columns once from the first batch's bytes per line (+5%), sparing regrowth.
             let lines = memchr::memchr_iter(b'\n', &buf[..limit]).count().max(1);
@@ -326,7 +393,6 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
             .map(|b| parse_block(b, &header.layout, known))
             .collect();
         for block in &parsed {
-            merger.merge(block);
             if let Some(error) = &block.error {
                 let column = error.column.map_or("*", |c| header.names[c].as_str());
                 return Err(schema(
@@ -339,7 +405,9 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
             }
             lines_before += block.lines;
         }
+        merger.merge(&parsed);
         drop(parsed);
+        batch += 1;
         buf.drain(..limit);
         if eof {
             break;

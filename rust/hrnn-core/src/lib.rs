@@ -7,9 +7,11 @@ pub mod csv_reader;
 pub mod engine;
 pub mod error;
 pub mod history_filter;
+pub mod huge_pages;
 pub mod id_map;
 pub mod id_table;
 pub mod interactions;
+mod separators;
 pub mod sessions;
 
 pub use error::{Error, Result};

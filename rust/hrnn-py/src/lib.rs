@@ -8,6 +8,10 @@ mod recommender;
 
 use pyo3::prelude::*;
 
+/// Large column buffers get transparent huge pages (see `hrnn_core::huge_pages`).
+#[global_allocator]
+static ALLOCATOR: hrnn_core::huge_pages::HugePageAlloc = hrnn_core::huge_pages::HugePageAlloc;
+
 /// The private extension module of hrnn.
 #[pymodule]
 mod _hrnn {
