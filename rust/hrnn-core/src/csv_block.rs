@@ -82,17 +82,35 @@ pub(crate) struct BlockError {
     pub message: String,
 }
 
+/// The row columns of one block. They are handed back after the merge and reused by a block of
+/// the next batch: fresh buffers would cost a page fault per 4 KiB in every batch.
+#[derive(Default)]
+pub(crate) struct BlockColumns {
+    pub user: Vec<u32>,
+    pub item: Vec<u32>,
+    pub event_type: Vec<u32>,
+    pub timestamp: Vec<i64>,
+    pub event_value: Vec<f32>,
+}
+
+impl BlockColumns {
+    /// Empties the columns, keeping their memory.
+    pub fn clear(&mut self) {
+        self.user.clear();
+        self.item.clear();
+        self.event_type.clear();
+        self.timestamp.clear();
+        self.event_value.clear();
+    }
+}
+
 /// The rows of one block, with block-local id indices.
 #[derive(Default)]
 pub(crate) struct BlockRows<'a> {
     pub users: LocalIds<'a>,
     pub items: LocalIds<'a>,
     pub types: LocalIds<'a>,
-    pub user: Vec<u32>,
-    pub item: Vec<u32>,
-    pub event_type: Vec<u32>,
-    pub timestamp: Vec<i64>,
-    pub event_value: Vec<f32>,
+    pub cols: BlockColumns,
     /// Physical lines in the block (its `\n` count).
     pub lines: u64,
     /// The first problem, if any (rows after it are not parsed).
@@ -167,14 +185,14 @@ impl<'a> BlockRows<'a> {
         if let Some(column) = layout.event_type {
             let raw = field(column);
             match self.types.intern(raw.clone(), known.types) {
-                Ok(i) => self.event_type.push(i),
+                Ok(i) => self.cols.event_type.push(i),
                 Err(m) => return self.fail(line, column, &raw, m),
             }
         }
         if let Some(column) = layout.event_value {
             let raw = field(column);
             match parse_event_value(&raw) {
-                Some(v) => self.event_value.push(v),
+                Some(v) => self.cols.event_value.push(v),
                 None => {
                     return self.fail(
                         line,
@@ -185,9 +203,9 @@ impl<'a> BlockRows<'a> {
                 }
             }
         }
-        self.user.push(user);
-        self.item.push(item);
-        self.timestamp.push(ts);
+        self.cols.user.push(user);
+        self.cols.item.push(item);
+        self.cols.timestamp.push(ts);
         true
     }
 
@@ -202,21 +220,28 @@ impl<'a> BlockRows<'a> {
 }
 
 /// Parses `block` (whole records only; it starts outside quotes).
-pub(crate) fn parse_block<'a>(block: &'a [u8], layout: &Layout, known: Known<'_>) -> BlockRows<'a> {
+pub(crate) fn parse_block<'a>(
+    block: &'a [u8],
+    layout: &Layout,
+    known: Known<'_>,
+    mut cols: BlockColumns,
+) -> BlockRows<'a> {
     let lines = memchr_iter(b'\n', block).count() as u64;
+    cols.clear();
     let mut rows = BlockRows {
         lines,
+        cols,
         ..BlockRows::default()
     };
     let expected = lines as usize + 1;
-    rows.user.reserve(expected);
-    rows.item.reserve(expected);
-    rows.timestamp.reserve(expected);
+    rows.cols.user.reserve(expected);
+    rows.cols.item.reserve(expected);
+    rows.cols.timestamp.reserve(expected);
     if layout.event_type.is_some() {
-        rows.event_type.reserve(expected);
+        rows.cols.event_type.reserve(expected);
     }
     if layout.event_value.is_some() {
-        rows.event_value.reserve(expected);
+        rows.cols.event_value.reserve(expected);
     }
     if memchr(b'"', block).is_none() {
         parse_plain(block, layout, known, &mut rows);
@@ -272,7 +297,7 @@ impl PendingRecords {
 /// which time those slots have arrived: id lookups in tables of a few MB otherwise wait on memory
 /// for most of the loading time.
 fn parse_plain<'a>(block: &'a [u8], layout: &Layout, known: Known<'_>, rows: &mut BlockRows<'a>) {
-    const BATCH: usize = 64;
+    const BATCH: usize = 32;
     let width = layout.width;
     // Interns `batch`; false when a record failed (the error is recorded in `rows`).
     let intern = |rows: &mut BlockRows<'a>, batch: &PendingRecords| -> bool {
@@ -462,11 +487,11 @@ mod tests {
         let plain = b"u,a,1\nv,b,2\r\n\nu,b,3\n";
         let quoted = b"\"u\",a,1\nv,\"b\",2\r\n\nu,b,3\n";
         for block in [&plain[..], &quoted[..]] {
-            let rows = parse_block(block, &layout(), EMPTY.known());
+            let rows = parse_block(block, &layout(), EMPTY.known(), BlockColumns::default());
             assert!(rows.error.is_none());
-            assert_eq!(rows.user, vec![LOCAL, LOCAL | 1, LOCAL]);
-            assert_eq!(rows.item, vec![LOCAL, LOCAL | 1, LOCAL | 1]);
-            assert_eq!(rows.timestamp, vec![1, 2, 3]);
+            assert_eq!(rows.cols.user, vec![LOCAL, LOCAL | 1, LOCAL]);
+            assert_eq!(rows.cols.item, vec![LOCAL, LOCAL | 1, LOCAL | 1]);
+            assert_eq!(rows.cols.timestamp, vec![1, 2, 3]);
             assert_eq!(rows.lines, 4);
         }
     }
@@ -482,10 +507,20 @@ mod tests {
 
     #[test]
     fn errors_carry_the_block_line() {
-        let rows = parse_block(b"u,a,1\nu,a,x\n", &layout(), EMPTY.known());
+        let rows = parse_block(
+            b"u,a,1\nu,a,x\n",
+            &layout(),
+            EMPTY.known(),
+            BlockColumns::default(),
+        );
         let error = rows.error.unwrap();
         assert_eq!((error.line, error.column), (1, Some(2)));
-        let rows = parse_block(b"u,a,1\n\nu,a\n", &layout(), EMPTY.known());
+        let rows = parse_block(
+            b"u,a,1\n\nu,a\n",
+            &layout(),
+            EMPTY.known(),
+            BlockColumns::default(),
+        );
         assert_eq!(rows.error.unwrap().line, 2);
     }
 }

@@ -20,7 +20,8 @@ use csv::ByteRecord;
 use rayon::prelude::*;
 
 use crate::csv_block::{
-    last_record_end, open_quote_line, parse_block, BlockRows, Known, Layout, LocalIds, LOCAL,
+    last_record_end, open_quote_line, parse_block, BlockColumns, BlockRows, Known, Layout,
+    LocalIds, LOCAL,
 };
 use crate::error::{excerpt, Error, Result};
 use crate::id_map::IdMap;
@@ -262,24 +263,26 @@ impl Merger {
             .map(|b| remap(&mut self.types, &b.types))
             .collect();
         let out = &mut self.out;
-        let lengths: Vec<usize> = blocks.iter().map(|b| b.user.len()).collect();
+        let lengths: Vec<usize> = blocks.iter().map(|b| b.cols.user.len()).collect();
         append_parts(&mut out.user, &lengths, |b, slots| {
-            translate(slots, &blocks[b].user, |i| to_global(i, &users[b]));
+            translate(slots, &blocks[b].cols.user, |i| to_global(i, &users[b]));
         });
         append_parts(&mut out.item, &lengths, |b, slots| {
-            translate(slots, &blocks[b].item, |i| to_global(i, &items[b]));
+            translate(slots, &blocks[b].cols.item, |i| to_global(i, &items[b]));
         });
         append_parts(&mut out.timestamp, &lengths, |b, slots| {
-            translate(slots, &blocks[b].timestamp, |t| t);
+            translate(slots, &blocks[b].cols.timestamp, |t| t);
         });
         if out.has_event_type {
             append_parts(&mut out.event_type, &lengths, |b, slots| {
-                translate(slots, &blocks[b].event_type, |i| to_global(i, &types[b]));
+                translate(slots, &blocks[b].cols.event_type, |i| {
+                    to_global(i, &types[b])
+                });
             });
         }
         if out.has_event_value {
             append_parts(&mut out.event_value, &lengths, |b, slots| {
-                translate(slots, &blocks[b].event_value, |v| v);
+                translate(slots, &blocks[b].cols.event_value, |v| v);
             });
         }
     }
@@ -343,6 +346,7 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
     let file_bytes = source.metadata().map_or(0, |m| m.len()) as usize;
     let mut lines_before = 1u64; // the header's line
     let mut batch = 0;
+    let mut spare: Vec<BlockColumns> = Vec::new();
     loop {
         if !eof {
             let want = 4 * batch_block_bytes(block_bytes, batch);
@@ -388,9 +392,13 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
             items: &merger.items,
             types: &merger.types,
         };
+        let buffers: Vec<BlockColumns> = (0..blocks.len())
+            .map(|_| spare.pop().unwrap_or_default())
+            .collect();
         let parsed: Vec<BlockRows<'_>> = blocks
             .par_iter()
-            .map(|b| parse_block(b, &header.layout, known))
+            .zip(buffers)
+            .map(|(b, cols)| parse_block(b, &header.layout, known, cols))
             .collect();
         for block in &parsed {
             if let Some(error) = &block.error {
@@ -406,7 +414,7 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
             lines_before += block.lines;
         }
         merger.merge(&parsed);
-        drop(parsed);
+        spare.extend(parsed.into_iter().map(|b| b.cols));
         batch += 1;
         buf.drain(..limit);
         if eof {
