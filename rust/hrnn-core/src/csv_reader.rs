@@ -347,6 +347,7 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
     let mut lines_before = 1u64; // the header's line
     let mut batch = 0;
     let mut spare: Vec<BlockColumns> = Vec::new();
+    let mut next: Vec<u8> = Vec::with_capacity(buf.capacity());
     loop {
         if !eof {
             let want = 4 * batch_block_bytes(block_bytes, batch);
@@ -395,11 +396,28 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
         let buffers: Vec<BlockColumns> = (0..blocks.len())
             .map(|_| spare.pop().unwrap_or_default())
             .collect();
-        let parsed: Vec<BlockRows<'_>> = blocks
-            .par_iter()
-            .zip(buffers)
-            .map(|(b, cols)| parse_block(b, &header.layout, known, cols))
-            .collect();
+        // The bytes after the last whole record start the next batch, which is read while this
+        // one is parsed.
+        next.clear();
+        next.extend_from_slice(&buf[limit..]);
+        let read_ahead = !eof;
+        let want = 4 * batch_block_bytes(block_bytes, batch + 1);
+        let (read, parsed) = rayon::join(
+            || {
+                if read_ahead {
+                    fill(&mut source, &mut next, want, path)
+                } else {
+                    Ok(true)
+                }
+            },
+            || {
+                blocks
+                    .par_iter()
+                    .zip(buffers)
+                    .map(|(b, cols)| parse_block(b, &header.layout, known, cols))
+                    .collect::<Vec<BlockRows<'_>>>()
+            },
+        );
         for block in &parsed {
             if let Some(error) = &block.error {
                 let column = error.column.map_or("*", |c| header.names[c].as_str());
@@ -416,10 +434,11 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
         merger.merge(&parsed);
         spare.extend(parsed.into_iter().map(|b| b.cols));
         batch += 1;
-        buf.drain(..limit);
         if eof {
             break;
         }
+        eof = read?;
+        std::mem::swap(&mut buf, &mut next);
     }
     let Merger {
         users,
@@ -442,7 +461,7 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
         types = IdMap::from_ids(vec![String::new()]);
     }
     if !out.has_event_value {
-        out.event_value = vec![f32::NAN; n];
+        out.event_value = (0..n).into_par_iter().map(|_| f32::NAN).collect();
     }
     out.rows_read = n;
     out.user_ids = Arc::new(users.into_ids());
