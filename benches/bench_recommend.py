@@ -3,11 +3,14 @@ weights (H = 43, 100k items, top-25 when run by ``python benches/ratios.py -k re
 catalogue inside the normal test run). Every competitor computes the same thing from the user's
 state: the readout gate, logits over the whole catalogue, softmax and the top 25.
 
-Single queries run on one thread for everyone; batches of 256 use both cores for everyone.
+Single queries are measured on one thread for everyone, and again on two (hrnn splits a large
+catalogue's scan into chunks, onnxruntime and torch parallelize their matmul); batches of 256 use
+two threads for everyone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,16 @@ def weights(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return {"path": path, "tensors": tensors, "users": meta["user_ids"]}
 
 
+@pytest.fixture
+def hrnn_threads(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Runs the test with hrnn on as many threads as its benchmark group says."""
+    group = request.node.get_closest_marker("benchmark").kwargs["group"]
+    before = hrnn.get_num_threads()
+    hrnn.set_num_threads(1 if "(1 thread)" in group else 2)
+    yield
+    hrnn.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def rec(weights: dict[str, Any]) -> hrnn.Recommender:
     return hrnn.Recommender.load(weights["path"])
@@ -57,14 +70,20 @@ def _gate(t: dict[str, np.ndarray]) -> np.ndarray:
 
 # ----- batch of 1 ---------------------------------------------------------------------------------
 @pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
-def test_hrnn_recommend(benchmark: Any, rec: hrnn.Recommender, weights: dict[str, Any]) -> None:
+def test_hrnn_recommend(
+    benchmark: Any, rec: hrnn.Recommender, weights: dict[str, Any], hrnn_threads: None
+) -> None:
     top = benchmark(rec.recommend, "user7", K)
     assert len(top) == min(K, rec.num_items)
 
 
 @pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
 def test_hrnn_bf16_recommend(
-    benchmark: Any, rec: hrnn.Recommender, rec_bf16: hrnn.Recommender, weights: dict[str, Any]
+    benchmark: Any,
+    rec: hrnn.Recommender,
+    rec_bf16: hrnn.Recommender,
+    weights: dict[str, Any],
+    hrnn_threads: None,
 ) -> None:
     top = benchmark(rec_bf16.recommend, "user7", K)
     assert len(top) == min(K, rec.num_items)
@@ -94,12 +113,11 @@ def test_numpy_recommend(benchmark: Any, weights: dict[str, Any], rec: hrnn.Reco
     assert [f"item{j}" for j in top] == [i for i, _ in rec.recommend("user7", K)]
 
 
-@pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
-def test_torch_eager_recommend(benchmark: Any, weights: dict[str, Any]) -> None:
+def _torch_recommend(benchmark: Any, weights: dict[str, Any], num_threads: int) -> None:
     torch = pytest.importorskip("torch")
     t = weights["tensors"]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(num_threads)
     try:
         out_w, out_b = torch.from_numpy(t["output.weight"]), torch.from_numpy(t["output.bias"])
         read_w, read_b = torch.from_numpy(t["readout.weight"]), torch.from_numpy(t["readout.bias"])
@@ -113,6 +131,11 @@ def test_torch_eager_recommend(benchmark: Any, weights: dict[str, Any]) -> None:
         benchmark(score)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
+def test_torch_eager_recommend(benchmark: Any, weights: dict[str, Any]) -> None:
+    _torch_recommend(benchmark, weights, 1)
 
 
 def _onnx_session(t: dict[str, np.ndarray], threads: int) -> Any:
@@ -159,26 +182,59 @@ def _onnx_session(t: dict[str, np.ndarray], threads: int) -> Any:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
-def test_onnxruntime_recommend(benchmark: Any, weights: dict[str, Any], rec: hrnn.Recommender) -> None:
+def _onnx_recommend(benchmark: Any, weights: dict[str, Any], rec: hrnn.Recommender, threads: int) -> None:
     t = weights["tensors"]
-    session = _onnx_session(t, threads=1)
+    session = _onnx_session(t, threads=threads)
     feeds = {"h": t["users.state"][7:8], "tau": np.zeros((1, 2), dtype=np.float32)}
     scores, items = benchmark(session.run, None, feeds)
     assert [f"item{j}" for j in items[0]] == [i for i, _ in rec.recommend("user7", K)]
     np.testing.assert_allclose(scores[0], [s for _, s in rec.recommend("user7", K)], rtol=1e-4)
 
 
+@pytest.mark.benchmark(group="recommend: 1 user, top-25 (1 thread)")
+def test_onnxruntime_recommend(benchmark: Any, weights: dict[str, Any], rec: hrnn.Recommender) -> None:
+    _onnx_recommend(benchmark, weights, rec, 1)
+
+
+# ----- batch of 1, two threads --------------------------------------------------------------------
+@pytest.mark.benchmark(group="recommend: 1 user, top-25 (2 threads)")
+def test_hrnn_recommend_2_threads(benchmark: Any, rec: hrnn.Recommender, hrnn_threads: None) -> None:
+    top = benchmark(rec.recommend, "user7", K)
+    assert len(top) == min(K, rec.num_items)
+
+
+@pytest.mark.benchmark(group="recommend: 1 user, top-25 (2 threads)")
+def test_hrnn_bf16_recommend_2_threads(
+    benchmark: Any, rec_bf16: hrnn.Recommender, hrnn_threads: None
+) -> None:
+    top = benchmark(rec_bf16.recommend, "user7", K)
+    assert len(top) == min(K, rec_bf16.num_items)
+
+
+@pytest.mark.benchmark(group="recommend: 1 user, top-25 (2 threads)")
+def test_onnxruntime_recommend_2_threads(
+    benchmark: Any, weights: dict[str, Any], rec: hrnn.Recommender
+) -> None:
+    _onnx_recommend(benchmark, weights, rec, 2)
+
+
+@pytest.mark.benchmark(group="recommend: 1 user, top-25 (2 threads)")
+def test_torch_eager_recommend_2_threads(benchmark: Any, weights: dict[str, Any]) -> None:
+    _torch_recommend(benchmark, weights, 2)
+
+
 # ----- batch of 256 -------------------------------------------------------------------------------
 @pytest.mark.benchmark(group="recommend: 256 users, top-25 (2 threads)")
-def test_hrnn_recommend_batch(benchmark: Any, rec: hrnn.Recommender, weights: dict[str, Any]) -> None:
+def test_hrnn_recommend_batch(
+    benchmark: Any, rec: hrnn.Recommender, weights: dict[str, Any], hrnn_threads: None
+) -> None:
     batch = benchmark(rec.recommend_batch, weights["users"], K)
     assert batch.item_indices.shape == (BATCH, K)
 
 
 @pytest.mark.benchmark(group="recommend: 256 users, top-25 (2 threads)")
 def test_hrnn_bf16_recommend_batch(
-    benchmark: Any, rec_bf16: hrnn.Recommender, weights: dict[str, Any]
+    benchmark: Any, rec_bf16: hrnn.Recommender, weights: dict[str, Any], hrnn_threads: None
 ) -> None:
     batch = benchmark(rec_bf16.recommend_batch, weights["users"], K)
     assert batch.item_indices.shape == (BATCH, K)

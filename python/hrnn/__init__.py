@@ -17,6 +17,7 @@ from hrnn.exceptions import (
 from hrnn.interactions import DEFAULT_SESSION_TIMEOUT, DataReport, DropRule, Interactions
 from hrnn.recommender import BatchRecommendations, Recommender
 from hrnn.sessions import Sessions
+from hrnn.threads import get_num_threads, set_num_threads
 from hrnn.trained_model import TrainedModel
 from hrnn.training import train
 
@@ -42,6 +43,8 @@ __all__ = [
     "__version__",
     "evaluate",
     "evaluation",
+    "get_num_threads",
+    "set_num_threads",
     "train",
     "tune",
 ]

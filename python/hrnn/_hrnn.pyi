@@ -5,7 +5,15 @@ from typing import Any, final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Interactions", "Recommender", "SessionKnnIndex", "__version__", "read_event_log"]
+__all__ = [
+    "Interactions",
+    "Recommender",
+    "SessionKnnIndex",
+    "__version__",
+    "get_num_threads",
+    "read_event_log",
+    "set_num_threads",
+]
 
 __version__: str
 
@@ -143,3 +151,7 @@ class Recommender:
 def read_event_log(
     path: str | PathLike[str],
 ) -> tuple[list[str], list[str], npt.NDArray[np.int64], list[str], npt.NDArray[np.float64], int]: ...
+
+# ---- threads (rust/hrnn-py/src/threads.rs) -----------------------------------------------------------
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...

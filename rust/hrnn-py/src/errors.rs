@@ -51,7 +51,8 @@ pub fn to_py_err(error: Error) -> PyErr {
     }
 }
 
-/// Runs `work` with the GIL released and converts its error: every O(n) call goes through here.
+/// Runs `work` with the GIL released, on hrnn's threads (see `threads`), and converts its error:
+/// every O(n) call goes through here.
 pub trait DetachExt {
     /// Runs `work` detached from the interpreter.
     fn detached<T: Send>(self, work: impl FnOnce() -> hrnn_core::Result<T> + Send) -> PyResult<T>;
@@ -59,6 +60,7 @@ pub trait DetachExt {
 
 impl DetachExt for Python<'_> {
     fn detached<T: Send>(self, work: impl FnOnce() -> hrnn_core::Result<T> + Send) -> PyResult<T> {
-        self.detach(work).map_err(to_py_err)
+        self.detach(|| crate::threads::on_pool(work))
+            .map_err(to_py_err)
     }
 }

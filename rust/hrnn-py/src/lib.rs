@@ -5,6 +5,7 @@ mod baselines;
 mod errors;
 mod interactions;
 mod recommender;
+mod threads;
 
 use pyo3::prelude::*;
 
@@ -23,6 +24,8 @@ mod _hrnn {
     use super::interactions::Interactions;
     #[pymodule_export]
     use super::recommender::{read_event_log, Recommender};
+    #[pymodule_export]
+    use super::threads::{get_num_threads, set_num_threads};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

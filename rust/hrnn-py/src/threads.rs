@@ -1,0 +1,47 @@
+//! The threads hrnn's parallel work runs on: `hrnn.set_num_threads` / `hrnn.get_num_threads`.
+//!
+//! By default every parallel step (CSV blocks, filters, sessionizing, batch and large single-query
+//! scoring) uses rayon's global pool: one thread per core, or `RAYON_NUM_THREADS`. After
+//! `set_num_threads(n)` the calls run on a dedicated pool of `n` threads instead.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
+
+/// Runs `work` on the configured pool (or rayon's global one).
+pub(crate) fn on_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    let pool = POOL.read().unwrap_or_else(PoisonError::into_inner).clone();
+    match pool {
+        Some(pool) => pool.install(work),
+        None => work(),
+    }
+}
+
+/// Sets how many threads hrnn's parallel work may use (at least 1).
+#[pyfunction]
+pub fn set_num_threads(py: Python<'_>, n: usize) -> PyResult<()> {
+    if n == 0 {
+        return Err(PyValueError::new_err(
+            "set_num_threads: expected at least 1 thread, found 0",
+        ));
+    }
+    let pool = py
+        .detach(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .thread_name(|i| format!("hrnn-{i}"))
+                .build()
+        })
+        .map_err(|e| PyValueError::new_err(format!("set_num_threads: {e}")))?;
+    *POOL.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(pool));
+    Ok(())
+}
+
+/// How many threads hrnn's parallel work uses.
+#[pyfunction]
+pub fn get_num_threads() -> usize {
+    on_pool(rayon::current_num_threads)
+}
