@@ -27,8 +27,9 @@ use crate::error::{excerpt, Error, Result};
 use crate::id_map::IdMap;
 use crate::interactions::Interactions;
 
-/// Bytes parsed by one task.
-const BLOCK_BYTES: usize = 16 << 20;
+/// Bytes parsed by one task. Small batches (four blocks) keep a batch's text and columns in the
+/// last-level cache until they are merged: 2 MB blocks loaded 10M rows ~20% faster than 16 MB ones.
+const BLOCK_BYTES: usize = 2 << 20;
 /// Bytes per task in the first batch (then ×4 per batch up to [`BLOCK_BYTES`]).
 const FIRST_BLOCK_BYTES: usize = 256 << 10;
 
