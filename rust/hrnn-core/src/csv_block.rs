@@ -8,8 +8,9 @@
 
 use std::borrow::Cow;
 
-use memchr::{memchr, memchr_iter};
+use memchr::memchr;
 
+use crate::column_parts::ColumnPart;
 use crate::id_map::IdMap;
 use crate::id_table::IdTable;
 use crate::interactions::check_id;
@@ -82,35 +83,24 @@ pub(crate) struct BlockError {
     pub message: String,
 }
 
-/// The row columns of one block. They are handed back after the merge and reused by a block of
-/// the next batch: fresh buffers would cost a page fault per 4 KiB in every batch.
+/// Where a block writes its rows: its parts of the output columns (see `column_parts`), one slot
+/// per line; a column the file lacks gets an empty part.
 #[derive(Default)]
-pub(crate) struct BlockColumns {
-    pub user: Vec<u32>,
-    pub item: Vec<u32>,
-    pub event_type: Vec<u32>,
-    pub timestamp: Vec<i64>,
-    pub event_value: Vec<f32>,
-}
-
-impl BlockColumns {
-    /// Empties the columns, keeping their memory.
-    pub fn clear(&mut self) {
-        self.user.clear();
-        self.item.clear();
-        self.event_type.clear();
-        self.timestamp.clear();
-        self.event_value.clear();
-    }
+pub(crate) struct BlockColumns<'o> {
+    pub user: ColumnPart<'o, u32>,
+    pub item: ColumnPart<'o, u32>,
+    pub event_type: ColumnPart<'o, u32>,
+    pub timestamp: ColumnPart<'o, i64>,
+    pub event_value: ColumnPart<'o, f32>,
 }
 
 /// The rows of one block, with block-local id indices.
 #[derive(Default)]
-pub(crate) struct BlockRows<'a> {
+pub(crate) struct BlockRows<'a, 'o> {
     pub users: LocalIds<'a>,
     pub items: LocalIds<'a>,
     pub types: LocalIds<'a>,
-    pub cols: BlockColumns,
+    pub cols: BlockColumns<'o>,
     /// Physical lines in the block (its `\n` count).
     pub lines: u64,
     /// The first problem, if any (rows after it are not parsed).
@@ -143,7 +133,7 @@ fn parse_event_value(raw: &[u8]) -> Option<f32> {
         .filter(|v| v.is_finite())
 }
 
-impl<'a> BlockRows<'a> {
+impl<'a> BlockRows<'a, '_> {
     /// Records the first problem of the block; returns false so callers can stop.
     fn fail(&mut self, line: u64, column: usize, value: &[u8], message: &str) -> bool {
         self.error = Some(BlockError {
@@ -219,36 +209,32 @@ impl<'a> BlockRows<'a> {
     }
 }
 
-/// Parses `block` (whole records only; it starts outside quotes).
-pub(crate) fn parse_block<'a>(
+/// Parses `block` (whole records only; it starts outside quotes; `lines` of `\n`), writing its
+/// rows into `cols`, which has room for one row per line (plus one when the block does not end
+/// with a line break).
+pub(crate) fn parse_block<'a, 'o>(
     block: &'a [u8],
     layout: &Layout,
     known: Known<'_>,
-    mut cols: BlockColumns,
-) -> BlockRows<'a> {
-    let lines = memchr_iter(b'\n', block).count() as u64;
-    cols.clear();
+    lines: u64,
+    cols: BlockColumns<'o>,
+) -> BlockRows<'a, 'o> {
     let mut rows = BlockRows {
         lines,
         cols,
         ..BlockRows::default()
     };
-    let expected = lines as usize + 1;
-    rows.cols.user.reserve(expected);
-    rows.cols.item.reserve(expected);
-    rows.cols.timestamp.reserve(expected);
-    if layout.event_type.is_some() {
-        rows.cols.event_type.reserve(expected);
-    }
-    if layout.event_value.is_some() {
-        rows.cols.event_value.reserve(expected);
-    }
     if memchr(b'"', block).is_none() {
         parse_plain(block, layout, known, &mut rows);
     } else {
         parse_quoted(block, layout, known, &mut rows);
     }
     rows
+}
+
+/// Rows `block` can hold at most: its lines, plus a last one without a line break.
+pub(crate) fn row_capacity(block: &[u8], lines: u64) -> usize {
+    lines as usize + usize::from(!block.is_empty() && !block.ends_with(b"\n"))
 }
 
 /// Records of the fast path whose fields are known but whose ids are not yet looked up.
@@ -296,11 +282,16 @@ impl PendingRecords {
 /// batch is complete, and the batch is interned only after the next one has been scanned, by
 /// which time those slots have arrived: id lookups in tables of a few MB otherwise wait on memory
 /// for most of the loading time.
-fn parse_plain<'a>(block: &'a [u8], layout: &Layout, known: Known<'_>, rows: &mut BlockRows<'a>) {
+fn parse_plain<'a>(
+    block: &'a [u8],
+    layout: &Layout,
+    known: Known<'_>,
+    rows: &mut BlockRows<'a, '_>,
+) {
     const BATCH: usize = 32;
     let width = layout.width;
     // Interns `batch`; false when a record failed (the error is recorded in `rows`).
-    let intern = |rows: &mut BlockRows<'a>, batch: &PendingRecords| -> bool {
+    let intern = |rows: &mut BlockRows<'a, '_>, batch: &PendingRecords| -> bool {
         for (k, &(start, end, line, _)) in batch.records.iter().enumerate() {
             let own = batch.fields_of(k);
             if own.len() != width {
@@ -319,7 +310,7 @@ fn parse_plain<'a>(block: &'a [u8], layout: &Layout, known: Known<'_>, rows: &mu
         }
         true
     };
-    let prefetch = |rows: &BlockRows<'a>, batch: &PendingRecords| {
+    let prefetch = |rows: &BlockRows<'a, '_>, batch: &PendingRecords| {
         for k in 0..batch.records.len() {
             let own = batch.fields_of(k);
             if own.len() == width {
@@ -380,7 +371,12 @@ fn close_record(
 }
 
 /// Quoted fields: the `csv` crate does the unquoting.
-fn parse_quoted<'a>(block: &'a [u8], layout: &Layout, known: Known<'_>, rows: &mut BlockRows<'a>) {
+fn parse_quoted<'a>(
+    block: &'a [u8],
+    layout: &Layout,
+    known: Known<'_>,
+    rows: &mut BlockRows<'a, '_>,
+) {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -457,6 +453,8 @@ pub(crate) fn open_quote_line(buf: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::column_parts::split_parts;
+    use memchr::memchr_iter;
 
     struct Empty(IdMap);
     static EMPTY: std::sync::LazyLock<Empty> = std::sync::LazyLock::new(|| Empty(IdMap::new()));
@@ -469,6 +467,20 @@ mod tests {
                 types: &self.0,
             }
         }
+    }
+
+    /// Parses `block` into freshly reserved columns and hands the rows to `check`.
+    fn parse(block: &[u8], check: impl FnOnce(&BlockRows<'_, '_>)) {
+        let lines = memchr_iter(b'\n', block).count() as u64;
+        let capacity = [row_capacity(block, lines)];
+        let (mut user, mut item, mut timestamp) = (Vec::new(), Vec::new(), Vec::new());
+        let cols = BlockColumns {
+            user: split_parts(&mut user, &capacity).pop().unwrap(),
+            item: split_parts(&mut item, &capacity).pop().unwrap(),
+            timestamp: split_parts(&mut timestamp, &capacity).pop().unwrap(),
+            ..BlockColumns::default()
+        };
+        check(&parse_block(block, &layout(), EMPTY.known(), lines, cols));
     }
 
     fn layout() -> Layout {
@@ -487,12 +499,13 @@ mod tests {
         let plain = b"u,a,1\nv,b,2\r\n\nu,b,3\n";
         let quoted = b"\"u\",a,1\nv,\"b\",2\r\n\nu,b,3\n";
         for block in [&plain[..], &quoted[..]] {
-            let rows = parse_block(block, &layout(), EMPTY.known(), BlockColumns::default());
-            assert!(rows.error.is_none());
-            assert_eq!(rows.cols.user, vec![LOCAL, LOCAL | 1, LOCAL]);
-            assert_eq!(rows.cols.item, vec![LOCAL, LOCAL | 1, LOCAL | 1]);
-            assert_eq!(rows.cols.timestamp, vec![1, 2, 3]);
-            assert_eq!(rows.lines, 4);
+            parse(block, |rows| {
+                assert!(rows.error.is_none());
+                assert_eq!(rows.cols.user.as_slice(), [LOCAL, LOCAL | 1, LOCAL]);
+                assert_eq!(rows.cols.item.as_slice(), [LOCAL, LOCAL | 1, LOCAL | 1]);
+                assert_eq!(rows.cols.timestamp.as_slice(), [1, 2, 3]);
+                assert_eq!(rows.lines, 4);
+            });
         }
     }
 
@@ -507,20 +520,12 @@ mod tests {
 
     #[test]
     fn errors_carry_the_block_line() {
-        let rows = parse_block(
-            b"u,a,1\nu,a,x\n",
-            &layout(),
-            EMPTY.known(),
-            BlockColumns::default(),
-        );
-        let error = rows.error.unwrap();
-        assert_eq!((error.line, error.column), (1, Some(2)));
-        let rows = parse_block(
-            b"u,a,1\n\nu,a\n",
-            &layout(),
-            EMPTY.known(),
-            BlockColumns::default(),
-        );
-        assert_eq!(rows.error.unwrap().line, 2);
+        parse(b"u,a,1\nu,a,x\n", |rows| {
+            let error = rows.error.as_ref().unwrap();
+            assert_eq!((error.line, error.column), (1, Some(2)));
+        });
+        parse(b"u,a,1\n\nu,a\n", |rows| {
+            assert_eq!(rows.error.as_ref().unwrap().line, 2);
+        });
     }
 }

@@ -12,16 +12,16 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::mem::MaybeUninit;
 use std::path::Path;
 use std::sync::Arc;
 
 use csv::ByteRecord;
 use rayon::prelude::*;
 
+use crate::column_parts::{commit_parts, split_parts, ColumnPart};
 use crate::csv_block::{
-    last_record_end, open_quote_line, parse_block, BlockColumns, BlockRows, Known, Layout,
-    LocalIds, LOCAL,
+    last_record_end, open_quote_line, parse_block, row_capacity, BlockColumns, BlockRows, Known,
+    Layout, LocalIds, LOCAL,
 };
 use crate::error::{excerpt, Error, Result};
 use crate::id_map::IdMap;
@@ -199,38 +199,50 @@ fn remap(global: &mut IdMap, local: &LocalIds<'_>) -> Vec<u32> {
         .collect()
 }
 
-/// Appends `lengths.iter().sum()` values to `column`: part `b` (the next `lengths[b]` slots, in
-/// order) is written by `fill(b, slots)`, parts in parallel. `fill` must write every slot it gets.
-fn append_parts<T: Send>(
-    column: &mut Vec<T>,
-    lengths: &[usize],
-    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
-) {
-    let total: usize = lengths.iter().sum();
-    column.reserve(total);
-    let mut rest = &mut column.spare_capacity_mut()[..total];
-    let mut parts = Vec::with_capacity(lengths.len());
-    for &n in lengths {
-        let (part, tail) = rest.split_at_mut(n);
-        parts.push(part);
-        rest = tail;
+/// Rewrites the block-local indices in `values` to global ones (`local` maps the block's new ids;
+/// nothing to do when the block had none).
+fn localize(values: &mut [u32], local: &[u32]) {
+    if local.is_empty() {
+        return;
     }
-    parts
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(b, part)| fill(b, part));
-    let len = column.len() + total;
-    // SAFETY: the `total` slots after the old length were all written by `fill` (each call writes
-    // the whole part it is given: see `translate` and `copy`).
-    unsafe { column.set_len(len) };
+    for v in values {
+        *v = to_global(*v, local);
+    }
 }
 
-/// Writes `map(source[i])` into `slots[i]`; the two have the same length.
-fn translate<S: Copy, T>(slots: &mut [MaybeUninit<T>], source: &[S], map: impl Fn(S) -> T) {
-    assert_eq!(slots.len(), source.len());
-    for (slot, &value) in slots.iter_mut().zip(source) {
-        slot.write(map(value));
+/// One batch's parts of the output columns, one [`BlockColumns`] per block (see `column_parts`).
+fn split_batch<'o>(out: &'o mut Interactions, sizes: &[usize]) -> Vec<BlockColumns<'o>> {
+    fn parts<'o, T: Copy>(
+        column: &'o mut Vec<T>,
+        present: bool,
+        sizes: &[usize],
+    ) -> Vec<ColumnPart<'o, T>> {
+        if present {
+            split_parts(column, sizes)
+        } else {
+            sizes.iter().map(|_| ColumnPart::default()).collect()
+        }
     }
+    let users = split_parts(&mut out.user, sizes);
+    let items = split_parts(&mut out.item, sizes);
+    let stamps = split_parts(&mut out.timestamp, sizes);
+    let types = parts(&mut out.event_type, out.has_event_type, sizes);
+    let values = parts(&mut out.event_value, out.has_event_value, sizes);
+    users
+        .into_iter()
+        .zip(items)
+        .zip(stamps)
+        .zip(types.into_iter().zip(values))
+        .map(
+            |(((user, item), timestamp), (event_type, event_value))| BlockColumns {
+                user,
+                item,
+                event_type,
+                timestamp,
+                event_value,
+            },
+        )
+        .collect()
 }
 
 impl Merger {
@@ -244,47 +256,6 @@ impl Merger {
         }
         if out.has_event_value {
             out.event_value.reserve(rows);
-        }
-    }
-
-    /// Appends a batch's blocks, in file order. Ids new in a block get global indices here, in the
-    /// block's order of first appearance (sequentially: cheap, there are few); rows already hold
-    /// global indices for ids known before the batch. The columns are then copied in parallel.
-    fn merge(&mut self, blocks: &[BlockRows<'_>]) {
-        let users: Vec<Vec<u32>> = blocks
-            .iter()
-            .map(|b| remap(&mut self.users, &b.users))
-            .collect();
-        let items: Vec<Vec<u32>> = blocks
-            .iter()
-            .map(|b| remap(&mut self.items, &b.items))
-            .collect();
-        let types: Vec<Vec<u32>> = blocks
-            .iter()
-            .map(|b| remap(&mut self.types, &b.types))
-            .collect();
-        let out = &mut self.out;
-        let lengths: Vec<usize> = blocks.iter().map(|b| b.cols.user.len()).collect();
-        append_parts(&mut out.user, &lengths, |b, slots| {
-            translate(slots, &blocks[b].cols.user, |i| to_global(i, &users[b]));
-        });
-        append_parts(&mut out.item, &lengths, |b, slots| {
-            translate(slots, &blocks[b].cols.item, |i| to_global(i, &items[b]));
-        });
-        append_parts(&mut out.timestamp, &lengths, |b, slots| {
-            translate(slots, &blocks[b].cols.timestamp, |t| t);
-        });
-        if out.has_event_type {
-            append_parts(&mut out.event_type, &lengths, |b, slots| {
-                translate(slots, &blocks[b].cols.event_type, |i| {
-                    to_global(i, &types[b])
-                });
-            });
-        }
-        if out.has_event_value {
-            append_parts(&mut out.event_value, &lengths, |b, slots| {
-                translate(slots, &blocks[b].cols.event_value, |v| v);
-            });
         }
     }
 }
@@ -347,7 +318,6 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
     let file_bytes = source.metadata().map_or(0, |m| m.len()) as usize;
     let mut lines_before = 1u64; // the header's line
     let mut batch = 0;
-    let mut spare: Vec<BlockColumns> = Vec::new();
     let mut next: Vec<u8> = Vec::with_capacity(buf.capacity());
     loop {
         if !eof {
@@ -389,21 +359,35 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
                 "more than 2^31 distinct ids in one column",
             ));
         }
-        let known = Known {
-            users: &merger.users,
-            items: &merger.items,
-            types: &merger.types,
-        };
-        let buffers: Vec<BlockColumns> = (0..blocks.len())
-            .map(|_| spare.pop().unwrap_or_default())
+        let lines: Vec<u64> = blocks
+            .par_iter()
+            .map(|b| memchr::memchr_iter(b'\n', b).count() as u64)
             .collect();
+        let sizes: Vec<usize> = blocks
+            .iter()
+            .zip(&lines)
+            .map(|(b, &l)| row_capacity(b, l))
+            .collect();
+        let Merger {
+            users,
+            items,
+            types,
+            out,
+        } = &mut merger;
+        let known = Known {
+            users: &*users,
+            items: &*items,
+            types: &*types,
+        };
+        // Each block writes its rows straight into its part of the output columns.
+        let parts = split_batch(out, &sizes);
         // The bytes after the last whole record start the next batch, which is read while this
         // one is parsed.
         next.clear();
         next.extend_from_slice(&buf[limit..]);
         let read_ahead = !eof;
         let want = 4 * batch_block_bytes(block_bytes, batch + 1);
-        let (read, parsed) = rayon::join(
+        let (read, mut parsed) = rayon::join(
             || {
                 if read_ahead {
                     fill(&mut source, &mut next, want, path)
@@ -414,9 +398,10 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
             || {
                 blocks
                     .par_iter()
-                    .zip(buffers)
-                    .map(|(b, cols)| parse_block(b, &header.layout, known, cols))
-                    .collect::<Vec<BlockRows<'_>>>()
+                    .zip(&lines)
+                    .zip(parts)
+                    .map(|((b, &l), cols)| parse_block(b, &header.layout, known, l, cols))
+                    .collect::<Vec<BlockRows<'_, '_>>>()
             },
         );
         for block in &parsed {
@@ -432,8 +417,43 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
             }
             lines_before += block.lines;
         }
-        merger.merge(&parsed);
-        spare.extend(parsed.into_iter().map(|b| b.cols));
+        // Ids new in a block get global indices in the block's order of first appearance, block
+        // by block (sequential, but there are few); then the rows that hold a block-local index
+        // are rewritten in parallel.
+        let locals: Vec<[Vec<u32>; 3]> = parsed
+            .iter()
+            .map(|b| {
+                [
+                    remap(users, &b.users),
+                    remap(items, &b.items),
+                    remap(types, &b.types),
+                ]
+            })
+            .collect();
+        parsed
+            .par_iter_mut()
+            .zip(&locals)
+            .for_each(|(b, [u, i, t])| {
+                localize(b.cols.user.as_mut_slice(), u);
+                localize(b.cols.item.as_mut_slice(), i);
+                localize(b.cols.event_type.as_mut_slice(), t);
+            });
+        let written: Vec<usize> = parsed.iter().map(|b| b.cols.user.len()).collect();
+        drop(parsed);
+        // SAFETY: every block wrote one value per row into each of its parts of the columns the
+        // file has (`written` rows; an error would have returned above), and nothing touched the
+        // columns since `split_batch`.
+        unsafe {
+            commit_parts(&mut out.user, &sizes, &written);
+            commit_parts(&mut out.item, &sizes, &written);
+            commit_parts(&mut out.timestamp, &sizes, &written);
+            if out.has_event_type {
+                commit_parts(&mut out.event_type, &sizes, &written);
+            }
+            if out.has_event_value {
+                commit_parts(&mut out.event_value, &sizes, &written);
+            }
+        }
         batch += 1;
         if eof {
             break;

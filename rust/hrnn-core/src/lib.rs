@@ -2,6 +2,7 @@
 //! Personalize's aws-hrnn recipe. No Python here: the `hrnn-py` crate binds this to Python.
 
 pub mod baselines;
+mod column_parts;
 mod csv_block;
 pub mod csv_reader;
 pub mod engine;
