@@ -16,7 +16,7 @@ Protocols (as /work/shared/data/README.md states them):
   event's time) and at the target's own time gap (as the model trains).
 - MovieLens: per user the newest 10% of interactions (time rank ``r / n > 0.9``, ties in file order)
   are held out; the model trains on the rest; each user gets 25 recommendations at ``Δq = 0``,
-  excluding the items the user rated in training; MRR@25 and P@5 as Personalize defines them.
+  excluding the items the user rated in training; MRR@25, P@5 and NDCG@25 as Personalize defines them.
 
 Runs on one torch thread (the machine's 2 cores are shared; tiny ops run faster on one thread).
 Skips cleanly when the shared data folder is absent.
@@ -132,7 +132,8 @@ def movielens(overrides: dict[str, Any]) -> dict[str, float]:
     with torch.no_grad():
         o = module.read_out(torch.from_numpy(states), torch.zeros(len(states), 2))
         scores = module.logits(o).numpy()
-    mrr, p5, users = 0.0, 0.0, 0
+    mrr, p5, ndcg, users = 0.0, 0.0, 0.0, 0
+    gains = 1.0 / np.log2(np.arange(2, 27))
     for u in range(sessions.num_users):
         events = np.arange(starts[u], ends[u])
         targets = to_model[sessions.item_index[events[held[events]]]]
@@ -146,12 +147,15 @@ def movielens(overrides: dict[str, Any]) -> dict[str, float]:
         hits = np.flatnonzero(relevant)
         mrr += 1.0 / (hits[0] + 1) if hits.size else 0.0
         p5 += relevant[:5].sum() / 5.0
+        ideal = gains[: min(np.unique(sessions.item_index[events[held[events]]]).size, 25)].sum()
+        ndcg += float(gains[hits].sum()) / ideal
         users += 1
     return {
         "train_wall_s": wall,
         "train_cpu_s": cpu,
         "mrr_at_25": mrr / users,
         "precision_at_5": p5 / users,
+        "ndcg_at_25": ndcg / users,
         "users": float(users),
         "epochs_trained": float(model.training["epochs_trained"]),
         "best_epoch": float(model.training["best_epoch"]),

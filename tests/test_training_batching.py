@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hrnn
-from hrnn.training.batching import EventFeatures, build_layout, log_minutes, recency_weights
+from hrnn.training.batching import EventFeatures, build_layout, log_minutes, recency_weights, shuffle_ties
 
 
 def sessions_of(lengths: list[int], seed: int = 0) -> hrnn.Sessions:
@@ -127,3 +127,50 @@ def test_recency_weights_follow_the_half_life() -> None:
 
 def test_time_feature_is_log_minutes() -> None:
     np.testing.assert_allclose(log_minutes([0, 60, -5, 3600]), np.log1p([0, 1, 0, 60]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("decay", [1.0, 0.5])
+def test_target_window_gathers_the_next_events_of_the_same_user(decay: float) -> None:
+    sessions = sessions_of([4, 1, 6, 3], seed=3)
+    rng = np.random.default_rng(1)
+    weight = rng.random(len(sessions)).astype(np.float32) + 0.5
+    weight[7] = 0.0  # an event that must not be a target (e.g. held out)
+    features = EventFeatures.from_sessions(sessions, weight)
+    starts, ends = sessions.user_offsets[:-1], sessions.user_offsets[1:]
+    layout = build_layout(starts, ends - 1, num_slots=2, bptt=3)
+    width = 4
+    for w in range(layout.num_windows):
+        window = layout.window(w, features, target_window=width, target_window_decay=decay)
+        single = layout.window(w, features)
+        assert window.window_target.shape == (3, 2, width)
+        np.testing.assert_array_equal(window.window_target[..., 0], single.target)
+        np.testing.assert_array_equal(window.window_weight[..., 0], single.weight)
+        np.testing.assert_array_equal(single.window_target[..., 0], single.target)
+        for t, b in np.ndindex(window.position.shape):
+            p = window.position[t, b]
+            for j in range(width):
+                q = p + 1 + j
+                if p < 0 or q >= features.user_end[p]:
+                    assert window.window_weight[t, b, j] == 0
+                    continue
+                assert window.window_target[t, b, j] == sessions.item_index[q]
+                assert window.window_weight[t, b, j] == pytest.approx(weight[q] * decay**j)
+
+
+def test_shuffle_ties_moves_events_only_within_equal_timestamps() -> None:
+    user = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    ts = np.array([5, 7, 7, 7, 9, 7, 7, 7, 7, 8, 8])
+    weight = np.array([1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1], dtype=np.float32)  # 7, 8: held out
+    groups = [[1, 2, 3], [5, 6], [7, 8], [9, 10]]
+    moved = set()
+    for seed in range(30):
+        perm = shuffle_ties(user, ts, weight, np.random.default_rng(seed))
+        np.testing.assert_array_equal(np.sort(perm), np.arange(user.size))
+        np.testing.assert_array_equal(user[perm], user)
+        np.testing.assert_array_equal(ts[perm], ts)
+        np.testing.assert_array_equal(weight[perm], weight)
+        assert perm[0] == 0 and perm[4] == 4
+        for g in groups:
+            assert sorted(perm[g].tolist()) == g
+        moved |= {i for i in range(user.size) if perm[i] != i}
+    assert moved == {1, 2, 3, 5, 6, 7, 8, 9, 10}  # every tie group is shuffled some time

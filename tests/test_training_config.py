@@ -82,6 +82,8 @@ def test_hyperparameter_wrong_type(name: str, value: Any, message: str) -> None:
         ("user_weight_exponent", 1.5, "user_weight_exponent: expected a value in [0.0, 1.0]"),
         ("session_timeout", -1, "session_timeout: expected a value in [0, 10000000000]"),
         ("batch_size", 0, "batch_size: expected a value in [1, 65536]"),
+        ("target_window", 0, "target_window: expected a value in [1, 1024]"),
+        ("target_window_decay", 0.0, "target_window_decay: expected a value in (0.0, 1.0]"),
     ],
 )
 def test_training_setting_out_of_range(name: str, value: Any, message: str) -> None:
@@ -89,6 +91,13 @@ def test_training_setting_out_of_range(name: str, value: Any, message: str) -> N
         TrainingConfig(**{name: value})
     with pytest.raises(ValueError, match=re.escape(message)):
         hrnn.train(None, **{name: value})  # type: ignore[arg-type]
+
+
+def test_target_window_needs_cross_entropy() -> None:
+    assert TrainingConfig().target_window == 1
+    TrainingConfig(target_window=4, full_softmax_max_items=0)  # sampled softmax: fine
+    with pytest.raises(ValueError, match=re.escape("target_window: expected 1 with loss='bpr-max', found 4")):
+        TrainingConfig(target_window=4, loss="bpr-max")
 
 
 def test_batch_size_rule() -> None:

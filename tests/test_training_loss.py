@@ -14,7 +14,9 @@ from hrnn.training.loss import (  # noqa: E402
     bpr_max_loss,
     candidate_log_q,
     full_softmax_loss,
+    full_softmax_window_loss,
     sampled_softmax_loss,
+    sampled_softmax_window_loss,
 )
 
 
@@ -117,3 +119,61 @@ def test_negative_sampler_follows_popularity_to_the_alpha() -> None:
     again = NegativeSampler(counts, alpha=0.5, seed=3).sample(100)
     np.testing.assert_array_equal(again, draws[:100])
     assert math.isclose(sampler.data_probability.sum(), 1.0)
+
+
+def window_problem(seed: int = 3):  # type: ignore[no-untyped-def]
+    o, w, b, target, weight, extra, log_q = problem(seed)
+    window_target = torch.stack(
+        [target, torch.tensor([4, 3, 8, 0, 2, 7]), torch.tensor([9, 6, 3, 0, 5, 1])], 1
+    )
+    window_weight = torch.stack(
+        [weight, torch.tensor([0.5, 1.0, 0.0, 0.0, 0.7, 0.2]), torch.tensor([0.25, 0.0, 0.0, 0.0, 0.3, 0.9])],
+        1,
+    ).double()
+    return o, w, b, target, window_target, window_weight, extra, log_q
+
+
+def test_full_softmax_window_is_cross_entropy_of_every_pair() -> None:
+    o, w, b, target, window_target, window_weight, _, _ = window_problem()
+    logits = o @ w.T + b
+    loss = full_softmax_window_loss(logits, window_target, window_weight)
+    total, norm = 0.0, 0.0
+    for r in range(len(target)):
+        for j in range(window_target.shape[1]):
+            total = total - window_weight[r, j] * torch.log_softmax(logits[r], 0)[window_target[r, j]]
+            norm += float(window_weight[r, j])
+    torch.testing.assert_close(loss.double(), total / norm)
+    # a window of one is the next-item loss
+    one = full_softmax_window_loss(logits, target.unsqueeze(1), window_weight[:, :1])
+    torch.testing.assert_close(one, full_softmax_loss(logits, target, window_weight[:, 0]))
+
+
+def test_sampled_softmax_window_matches_a_direct_computation() -> None:
+    o, w, b, target, window_target, window_weight, extra, log_q = window_problem()
+    loss = sampled_softmax_window_loss(o, target, window_target, window_weight, extra, log_q, w, b)
+    grads = torch.autograd.grad(loss, [o, w, b])
+    m = len(target)
+    total, norm = 0.0, 0.0
+    for r in range(m):
+        if window_weight[r].sum() == 0:
+            continue
+        mine = {int(t) for t, v in zip(window_target[r], window_weight[r], strict=True) if v > 0}
+        negatives = [int(target[c]) for c in range(m) if c != r and window_weight[c].sum() > 0]
+        negatives = [j for j in negatives + [int(j) for j in extra] if j not in mine]
+        neg = torch.stack([o[r] @ w[j] + b[j] - log_q[j] for j in negatives])
+        for j in range(window_target.shape[1]):
+            if window_weight[r, j] == 0:
+                continue
+            t = window_target[r, j]
+            pos = o[r] @ w[t] + b[t] - log_q[t]
+            total = total + window_weight[r, j] * (-pos + torch.logsumexp(torch.cat([pos.view(1), neg]), 0))
+            norm += float(window_weight[r, j])
+    direct = total / norm
+    torch.testing.assert_close(loss.double(), direct, rtol=1e-6, atol=1e-9)
+    for got, want in zip(grads, torch.autograd.grad(direct, [o, w, b]), strict=True):
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-8)
+    # a window of one is the sampled next-item loss
+    one = sampled_softmax_window_loss(
+        o, target, target.unsqueeze(1), window_weight[:, :1], extra, log_q, w, b
+    )
+    torch.testing.assert_close(one, sampled_softmax_loss(o, target, window_weight[:, 0], extra, log_q, w, b))

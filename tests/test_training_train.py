@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 import hrnn  # noqa: E402
 from hrnn import model_format as fmt  # noqa: E402
 from hrnn.training import trainer  # noqa: E402
+from hrnn.training.batching import build_layout  # noqa: E402
 from hrnn.training.config import Hyperparameters, TrainingConfig  # noqa: E402
 from hrnn.training.distributed import resolve_device  # noqa: E402
 
@@ -343,3 +344,70 @@ def test_unknown_event_type_contributes_nothing(model: hrnn.TrainedModel) -> Non
         d = torch.sigmoid(net.discount(u))
         h = net.gru(u[None], (d * 0)[None])
     np.testing.assert_allclose(a[0], h[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("settings", [{}, {"full_softmax_max_items": 0, "num_negatives": 16}])
+def test_target_window_trains_on_the_next_events(
+    log: dict[str, np.ndarray], settings: dict[str, Any]
+) -> None:
+    seen: list[dict[str, torch.Tensor]] = []
+    forward = trainer._TrainingStep.forward
+
+    def spy(self, batch, *args):  # type: ignore[no-untyped-def]
+        seen.append(batch)
+        return forward(self, batch, *args)
+
+    base = {**FAST, "epochs": 2, **settings}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer._TrainingStep, "forward", spy)
+        one = hrnn.train(interactions(log), **base)
+        assert all("window_target" not in batch for batch in seen)  # target_window=1: the next-item path
+        seen.clear()
+        m = hrnn.train(interactions(log), **{**base, "target_window": 3, "target_window_decay": 0.5})
+    assert seen and all(batch["window_target"].shape[-1] == 3 for batch in seen)
+    # the cycle i → i+1: the window's j-th target of an input is its item + j
+    batch = seen[0]
+    rows = batch["window_weight"] > 0
+    ids = np.asarray([int(item) for item in m.item_ids])
+    ahead = (ids[batch["window_target"].numpy()] - ids[batch["item"].numpy()][..., None]) % 30
+    np.testing.assert_array_equal(
+        ahead[rows.numpy()], np.broadcast_to(np.arange(1, 4), ahead.shape)[rows.numpy()]
+    )
+    assert m.training["target_window"] == 3
+    history = m.training["history"]
+    assert np.isfinite(history[-1]["loss"]) and history[-1]["loss"] < history[0]["loss"]
+    assert not np.array_equal(m.tensors[fmt.ITEM_EMBEDDING], one.tensors[fmt.ITEM_EMBEDDING])
+
+
+def test_loss_exclude_seen_masks_each_rows_earlier_items(log: dict[str, np.ndarray]) -> None:
+    data = interactions(log)
+    config = TrainingConfig(loss_exclude_seen=True)
+    prepared = trainer.prepare_data(data, Hyperparameters(hidden_dimension=32), config)
+    assert prepared.loss_exclude_seen
+    # auto: on exactly when no (user, item) pair repeats (the cyclic log of 20 steps over 30 items has none)
+    assert trainer.prepare_data(
+        data, Hyperparameters(), TrainingConfig(loss_exclude_seen=None)
+    ).loss_exclude_seen
+    assert not trainer.prepare_data(data, Hyperparameters(), TrainingConfig()).loss_exclude_seen
+    features, starts = prepared.features, prepared.starts
+    user_start = np.repeat(starts, prepared.ends - starts)
+    layout = build_layout(starts, prepared.train_stop, 4, 8)
+    batches = list(trainer._windows(layout, features, torch.device("cpu"), user_start=user_start))
+    for index, batch in enumerate(batches):
+        window = layout.window(index, features)
+        position = window.position.reshape(-1)[batch["rows"].numpy()]
+        rows, items = batch["seen_row"].numpy(), batch["seen_item"].numpy()
+        for r, p in enumerate(position):
+            expected = features.item[user_start[p] : p + 1]
+            np.testing.assert_array_equal(np.sort(items[rows == r]), np.sort(expected))
+    # the masked logits: earlier items at −∞, the target kept even if it was seen before
+    batch = batches[0]
+    logits = torch.zeros(int(batch["rows"].numel()), prepared.sessions.num_items)
+    target = batch["target"].flatten()[batch["rows"]].unsqueeze(1)
+    batch = {**batch, "seen_item": torch.cat([batch["seen_item"][:-1], target[-1]])}
+    masked = trainer._mask_seen(logits, batch, target)
+    assert torch.isinf(masked[batch["seen_row"][:-1], batch["seen_item"][:-1]]).all()
+    assert torch.isfinite(masked.gather(1, target)).all()
+    m = hrnn.train(data, **{**FAST, "epochs": 2, "loss_exclude_seen": True, "target_window": 2})
+    assert m.training["loss_exclude_seen_used"]
+    assert np.isfinite(m.training["history"][-1]["loss"])

@@ -57,6 +57,9 @@ def train(
     dropout_embedding: float = _DEFAULTS.dropout_embedding,
     dropout_hidden: float = _DEFAULTS.dropout_hidden,
     recency_half_life: float | None = _DEFAULTS.recency_half_life,
+    target_window: int = _DEFAULTS.target_window,
+    target_window_decay: float = _DEFAULTS.target_window_decay,
+    shuffle_ties: bool = _DEFAULTS.shuffle_ties,
     user_weight_exponent: float = _DEFAULTS.user_weight_exponent,
     max_grad_norm: float = _DEFAULTS.max_grad_norm,
     weight_average_decay: float = _DEFAULTS.weight_average_decay,
@@ -64,6 +67,7 @@ def train(
     validation_max_users: int = _DEFAULTS.validation_max_users,
     validation_holdout: float = _DEFAULTS.validation_holdout,
     validation_exclude_seen: bool | None = _DEFAULTS.validation_exclude_seen,
+    loss_exclude_seen: bool | None = _DEFAULTS.loss_exclude_seen,
     patience: int = _DEFAULTS.patience,
     plateau_decay: float = _DEFAULTS.plateau_decay,
     device: Any = "auto",
@@ -103,6 +107,9 @@ def train(
         dropout_embedding: dropout on the input vector.
         dropout_hidden: dropout on the read-out state.
         recency_half_life: seconds (default: the training time span, so the oldest target weighs ½).
+        target_window: train each input on the user's next ``target_window`` events (1 = next only).
+        target_window_decay: weight ``decay ** (j − 1)`` of the ``j``-th event of the window.
+        shuffle_ties: each epoch, train on a random order of a user's events with equal timestamps.
         user_weight_exponent: target weights × ``n_u ** −p`` for a user with ``n_u`` training targets.
         max_grad_norm: gradient-norm clipping (0 = off).
         weight_average_decay: validate and export a moving average of the weights (0 = off).
@@ -111,6 +118,8 @@ def train(
         validation_holdout: share of a validation user's latest events held out.
         validation_exclude_seen: validation ranks without the user's earlier items (``None``: when
             no (user, item) pair repeats in the data).
+        loss_exclude_seen: the full softmax leaves out each input's earlier items (``None``: when no
+            (user, item) pair repeats in the data).
         patience: epochs without validation improvement before stopping.
         plateau_decay: learning-rate factor applied after each epoch without improvement.
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, a ``torch.device``.
@@ -148,6 +157,9 @@ def train(
         dropout_embedding=dropout_embedding,
         dropout_hidden=dropout_hidden,
         recency_half_life=recency_half_life,
+        target_window=target_window,
+        target_window_decay=target_window_decay,
+        shuffle_ties=shuffle_ties,
         user_weight_exponent=user_weight_exponent,
         max_grad_norm=max_grad_norm,
         weight_average_decay=weight_average_decay,
@@ -155,6 +167,7 @@ def train(
         validation_max_users=validation_max_users,
         validation_holdout=validation_holdout,
         validation_exclude_seen=validation_exclude_seen,
+        loss_exclude_seen=loss_exclude_seen,
         patience=patience,
         plateau_decay=plateau_decay,
         session_timeout=session_timeout,

@@ -29,6 +29,7 @@ __all__ = [
     "build_layout",
     "log_minutes",
     "recency_weights",
+    "shuffle_ties",
 ]
 
 IntArray = npt.NDArray[np.int64]
@@ -69,6 +70,35 @@ def recency_weights(
     if half_life <= 0:
         raise ValueError(f"recency_half_life: expected a value in (0, inf), found {half_life!r}")
     return np.power(0.5, (end_time - t) / half_life).astype(np.float32)
+
+
+def shuffle_ties(
+    user: npt.ArrayLike, timestamp: npt.ArrayLike, weight: npt.ArrayLike, rng: np.random.Generator
+) -> IntArray:
+    """A random order of the events within each run of equal timestamps of the same user.
+
+    Events of a user with the same timestamp have no order of their own (the input order is kept,
+    e.g. by item id); this permutation draws one at random. Only consecutive events of the same
+    user, timestamp and target weight (so a held-out event never swaps with a training one) move.
+
+    Args:
+        user: user index of each event (time-ordered within each user).
+        timestamp: Unix seconds of each event.
+        weight: target weight of each event.
+        rng: the random generator.
+
+    Returns:
+        int64 ``perm`` such that ``item[perm]`` is the shuffled item sequence.
+    """
+    u = np.asarray(user)
+    ts = np.asarray(timestamp)
+    w = np.asarray(weight)
+    n = u.size
+    boundary = np.ones(n, dtype=bool)
+    if n > 1:
+        boundary[1:] = (u[1:] != u[:-1]) | (ts[1:] != ts[:-1]) | (w[1:] != w[:-1])
+    group = np.cumsum(boundary)
+    return np.lexsort((rng.random(n), group)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -118,6 +148,12 @@ class EventFeatures:
         """The same features with other target weights."""
         return EventFeatures(self.item, self.event_type, self.time, self.user_end, weight.astype(np.float32))
 
+    def permuted(self, perm: IntArray) -> EventFeatures:
+        """Items, event types and weights reordered by ``perm`` (time features stay in place)."""
+        return EventFeatures(
+            self.item[perm], self.event_type[perm], self.time, self.user_end, self.weight[perm]
+        )
+
 
 @dataclass(frozen=True)
 class Window:
@@ -132,6 +168,12 @@ class Window:
         target: int64 ``[T, B]`` target item (0 where there is none).
         target_time: float32 ``[T, B, 2]`` the target's ``(c_q, s_q)``.
         weight: float32 ``[T, B]`` target loss weight (0 at padding and where there is no target).
+        window_target: int64 ``[T, B, W]``: the items of the input's next ``W`` events of the same
+            user (``W = target_window`` of :meth:`SlotLayout.window`; 0 where there is none);
+            ``window_target[..., 0]`` is ``target``.
+        window_weight: float32 ``[T, B, W]``: their loss weights, ``weight of event p + j`` ×
+            ``decay ** (j − 1)`` for the ``j``-th next event (0 where there is none);
+            ``window_weight[..., 0]`` is ``weight``.
     """
 
     position: IntArray
@@ -142,6 +184,8 @@ class Window:
     target: IntArray
     target_time: FloatArray
     weight: FloatArray
+    window_target: IntArray
+    window_weight: FloatArray
 
     @property
     def num_targets(self) -> int:
@@ -190,12 +234,18 @@ class SlotLayout:
             bptt=self.bptt,
         )
 
-    def window(self, index: int, features: EventFeatures) -> Window:
+    def window(
+        self, index: int, features: EventFeatures, target_window: int = 1, target_window_decay: float = 1.0
+    ) -> Window:
         """Gathers the inputs, targets and weights of window ``index``.
 
         Args:
             index: window number in ``[0, num_windows)``.
             features: per-event features of the ``Sessions`` the layout was built from.
+            target_window: ``W``, the number of next events of the same user gathered as targets of
+                each input (``window_target``); 1 = the next event only.
+            target_window_decay: the ``j``-th next event's weight is multiplied by
+                ``target_window_decay ** (j − 1)``.
 
         Returns:
             The time-major window.
@@ -209,6 +259,14 @@ class SlotLayout:
         tgt = np.where(has_target, tgt, 0)
         time = features.time[safe]
         time[~valid] = 0.0
+        # the next W events of the same user: position p + j, j = 1 … W (a target exists where
+        # p + j < user end; features.weight is already 0 for events that must not be targets)
+        ahead = safe[..., None] + np.arange(1, target_window + 1, dtype=np.int64)
+        in_user = valid[..., None] & (ahead < features.user_end[safe][..., None])
+        ahead = np.where(in_user, ahead, 0)
+        scale = np.power(np.float32(target_window_decay), np.arange(target_window, dtype=np.float32))
+        window_weight = np.where(in_user, features.weight[ahead] * scale, 0.0).astype(np.float32)
+        window_target = np.where(in_user, features.item[ahead], 0)
         return Window(
             position=pos,
             item=np.where(valid, features.item[safe], 0),
@@ -218,6 +276,8 @@ class SlotLayout:
             target=np.where(has_target, features.item[tgt], 0),
             target_time=np.where(has_target[..., None], features.time[tgt], 0.0).astype(np.float32),
             weight=np.where(has_target, features.weight[tgt], 0.0).astype(np.float32),
+            window_target=window_target,
+            window_weight=window_weight,
         )
 
 

@@ -111,6 +111,17 @@ class TrainingConfig:
         dropout_hidden: dropout on the read-out state ``o``, in [0, 1).
         recency_half_life: seconds; ``None`` = the training time span (the oldest target weighs ½ of
             the newest). In (0, inf).
+        target_window: each input is trained to predict the items of the user's next
+            ``target_window`` events (its own later events only; held-out ones excluded), every
+            (input, target) pair a target of the loss with the later target's own weight — a
+            "future window" objective for set-valued predictions (the next 10% of a user's ratings);
+            ``1``: the next event only. Cross-entropy only (full or sampled). In [1, 1024].
+        target_window_decay: the ``j``-th next event of the window weighs ``decay ** (j − 1)``
+            (``1``: uniform), in (0, 1].
+        shuffle_ties: each epoch, the events of a user that share a timestamp are put in a random
+            order for training (bulk ratings have no order within a second; the input order, e.g.
+            by item id, is otherwise learnt as if it were one). Validation and export keep the
+            input order.
         user_weight_exponent: each target's loss weight is multiplied by ``n_u ** −p`` for a user
             with ``n_u`` training targets (``0``: every event counts the same, so the longest
             histories dominate; ``1``: every user counts the same in total). In [0, 1].
@@ -128,6 +139,10 @@ class TrainingConfig:
             ranking, as ``hrnn.evaluate(exclude_seen=True)`` does. ``None``: on exactly when no
             (user, item) pair occurs twice in the training data (ratings, purchases of durable
             goods), off otherwise (clicks, where repeats are common).
+        loss_exclude_seen: the full softmax of each training input leaves out the items of the
+            user's events up to that input (its targets excepted), as the ranking does with
+            ``exclude_seen``. ``None``: on exactly when ``validation_exclude_seen=None`` would be.
+            The sampled losses ignore it.
         patience: epochs without improvement of the validation MRR@25 before stopping, in [1, 1000].
         plateau_decay: the learning rate is multiplied by this after each epoch without
             improvement, in (0, 1]. Default 1 (a constant rate: the weight average takes the place
@@ -149,6 +164,9 @@ class TrainingConfig:
     dropout_embedding: float = 0.2
     dropout_hidden: float = 0.4
     recency_half_life: float | None = None
+    target_window: int = 1
+    target_window_decay: float = 1.0
+    shuffle_ties: bool = False
     user_weight_exponent: float = 0.0
     max_grad_norm: float = 5.0
     weight_average_decay: float = 0.99
@@ -156,6 +174,7 @@ class TrainingConfig:
     validation_max_users: int = 2000
     validation_holdout: float = 0.1
     validation_exclude_seen: bool | None = None
+    loss_exclude_seen: bool | None = False
     patience: int = 3
     plateau_decay: float = 1.0
     session_timeout: int = DEFAULT_SESSION_TIMEOUT
@@ -178,6 +197,11 @@ class TrainingConfig:
         _check_float("dropout_hidden", self.dropout_hidden, 0.0, 0.999)
         if self.recency_half_life is not None:
             _check_float("recency_half_life", self.recency_half_life, 0.0, None, open_lo=True)
+        _check_int("target_window", self.target_window, 1, 1024)
+        _check_float("target_window_decay", self.target_window_decay, 0.0, 1.0, open_lo=True)
+        if self.target_window > 1 and self.loss != "cross-entropy":
+            raise ValueError(f"target_window: expected 1 with loss={self.loss!r}, found {self.target_window}")
+        _check_bool("shuffle_ties", self.shuffle_ties)
         _check_float("user_weight_exponent", self.user_weight_exponent, 0.0, 1.0)
         _check_float("max_grad_norm", self.max_grad_norm, 0.0, None)
         _check_float("weight_average_decay", self.weight_average_decay, 0.0, 0.9999)
@@ -186,6 +210,8 @@ class TrainingConfig:
         _check_float("validation_holdout", self.validation_holdout, 0.0, 0.5, open_lo=True)
         if self.validation_exclude_seen is not None:
             _check_bool("validation_exclude_seen", self.validation_exclude_seen)
+        if self.loss_exclude_seen is not None:
+            _check_bool("loss_exclude_seen", self.loss_exclude_seen)
         _check_int("patience", self.patience, 1, 1000)
         _check_float("plateau_decay", self.plateau_decay, 0.0, 1.0, open_lo=True)
         _check_int("session_timeout", self.session_timeout, 0, 10**10)

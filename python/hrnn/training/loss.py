@@ -21,7 +21,9 @@ __all__ = [
     "bpr_max_loss",
     "candidate_log_q",
     "full_softmax_loss",
+    "full_softmax_window_loss",
     "sampled_softmax_loss",
+    "sampled_softmax_window_loss",
     "weighted_mean",
 ]
 
@@ -46,6 +48,26 @@ def full_softmax_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.
         The scalar loss.
     """
     return weighted_mean(F.cross_entropy(logits.float(), target, reduction="none"), weight)
+
+
+def full_softmax_window_loss(
+    logits: torch.Tensor, window_target: torch.Tensor, window_weight: torch.Tensor
+) -> torch.Tensor:
+    """Weighted cross-entropy of each row's softmax against each of its ``W`` window targets.
+
+    ``Σ_{m,j} w_mj · (−ln softmax(logits_m)[t_mj]) / Σ_{m,j} w_mj``: every (row, target) pair is
+    one target of :func:`full_softmax_loss` sharing the row's logits (``W = 1`` is that loss).
+
+    Args:
+        logits: ``[M, N]``.
+        window_target: int64 ``[M, W]`` target items.
+        window_weight: ``[M, W]`` their weights (0 where a row has fewer targets).
+
+    Returns:
+        The scalar loss.
+    """
+    log_p = torch.log_softmax(logits.float(), dim=1).gather(1, window_target)
+    return weighted_mean(-log_p, window_weight)
 
 
 class NegativeSampler:
@@ -150,6 +172,51 @@ def sampled_softmax_loss(
     logits = (logits - log_q[candidates].float()).masked_fill(masked, _MASKED)
     rows = torch.arange(target.shape[0], device=o.device)
     return weighted_mean(F.cross_entropy(logits, rows, reduction="none"), weight)
+
+
+def sampled_softmax_window_loss(
+    o: torch.Tensor,
+    target: torch.Tensor,
+    window_target: torch.Tensor,
+    window_weight: torch.Tensor,
+    extra: torch.Tensor,
+    log_q: torch.Tensor,
+    output_weight: torch.Tensor,
+    output_bias: torch.Tensor,
+) -> torch.Tensor:
+    """Sampled softmax with logQ correction against each of a row's ``W`` window targets.
+
+    The candidates are those of :func:`sampled_softmax_loss` (the rows' next targets, then the
+    extra samples); row ``m``'s negatives are every candidate except its own column, columns of
+    padding rows and candidates equal to any of its window targets. Each pair ``(m, j)`` loses
+    ``−ln(e^{p_mj} / (e^{p_mj} + Σ_neg e^{l_mc}))`` with ``p_mj`` the logQ-corrected logit of
+    target ``t_mj``; with ``W = 1`` this is :func:`sampled_softmax_loss`.
+
+    Args:
+        o: ``[M, H]`` read-out states.
+        target: int64 ``[M]`` next target items (rows with no weight are padding).
+        window_target: int64 ``[M, W]`` target items (``window_target[:, 0]`` = ``target``).
+        window_weight: ``[M, W]`` their weights.
+        extra: int64 ``[S]`` extra negatives.
+        log_q: ``[N]`` ``ln Q(j)``.
+        output_weight: ``O``, ``[N, H]``.
+        output_bias: ``b_o``, ``[N]``.
+
+    Returns:
+        The scalar loss.
+    """
+    candidates = torch.cat([target, extra])
+    logits = (o @ output_weight[candidates].T + output_bias[candidates]).float() - log_q[candidates].float()
+    m = target.shape[0]
+    masked = torch.zeros(m, candidates.shape[0], dtype=torch.bool, device=o.device)
+    masked[:, :m] = torch.eye(m, dtype=torch.bool, device=o.device)
+    masked[:, :m] |= (window_weight.sum(dim=1) <= 0).unsqueeze(0)
+    for j in range(window_target.shape[1]):  # W compares of [M, C], not one [M, C, W] tensor
+        masked |= (candidates.unsqueeze(0) == window_target[:, j : j + 1]) & (window_weight[:, j : j + 1] > 0)
+    negative = torch.logsumexp(logits.masked_fill(masked, _MASKED), dim=1)
+    positive = (o.unsqueeze(1) * output_weight[window_target]).sum(dim=-1) + output_bias[window_target]
+    positive = positive.float() - log_q[window_target].float()
+    return weighted_mean(F.softplus(negative.unsqueeze(1) - positive), window_weight)
 
 
 def bpr_max_loss(

@@ -23,7 +23,14 @@ from hrnn import model_format as fmt
 from hrnn.interactions import Interactions
 from hrnn.sessions import Sessions
 from hrnn.trained_model import TrainedModel
-from hrnn.training.batching import EventFeatures, SlotLayout, Window, build_layout, recency_weights
+from hrnn.training.batching import (
+    EventFeatures,
+    SlotLayout,
+    Window,
+    build_layout,
+    recency_weights,
+    shuffle_ties,
+)
 from hrnn.training.config import Hyperparameters, TrainingConfig
 from hrnn.training.distributed import DistributedContext, resolve_device
 from hrnn.training.loss import (
@@ -31,7 +38,9 @@ from hrnn.training.loss import (
     bpr_max_loss,
     candidate_log_q,
     full_softmax_loss,
+    full_softmax_window_loss,
     sampled_softmax_loss,
+    sampled_softmax_window_loss,
 )
 from hrnn.training.model import HRNN
 
@@ -73,6 +82,8 @@ class TrainingData:
         half_life: the recency half-life used, in seconds (``None`` when all weights are 1).
         validation_exclude_seen: whether validation excludes each user's earlier items from the
             ranking (``config.validation_exclude_seen`` resolved against the data).
+        loss_exclude_seen: whether the full softmax leaves out each input's earlier items
+            (``config.loss_exclude_seen`` resolved against the data).
     """
 
     interactions: Interactions
@@ -84,6 +95,7 @@ class TrainingData:
     validation_weight: npt.NDArray[np.float32]
     half_life: float | None
     validation_exclude_seen: bool = False
+    loss_exclude_seen: bool = False
 
     @property
     def starts(self) -> npt.NDArray[np.int64]:
@@ -161,12 +173,12 @@ def prepare_data(
         targets = np.maximum(counts - 1, 1).astype(np.float64)
         weight = weight * np.power(targets, -config.user_weight_exponent)[user_of_event]
     train_weight = np.where(held_out, 0.0, weight).astype(np.float32)
-    exclude_seen = config.validation_exclude_seen
-    if exclude_seen is None:
-        # auto: on when no user interacts with an item twice (e.g. ratings), where recommending an
-        # already-seen item is useless and evaluation excludes them
-        pairs = sessions.user_index.astype(np.int64) * max(sessions.num_items, 1) + sessions.item_index
-        exclude_seen = bool(np.unique(pairs).size == len(sessions))
+    # on when no user interacts with an item twice (e.g. ratings), where recommending an
+    # already-seen item is useless and evaluation excludes them
+    pairs = sessions.user_index.astype(np.int64) * max(sessions.num_items, 1) + sessions.item_index
+    no_repeats = bool(np.unique(pairs).size == len(sessions))
+    exclude_seen = no_repeats if config.validation_exclude_seen is None else config.validation_exclude_seen
+    loss_exclude_seen = no_repeats if config.loss_exclude_seen is None else config.loss_exclude_seen
     return TrainingData(
         interactions=data,
         sessions=sessions,
@@ -177,6 +189,7 @@ def prepare_data(
         validation_weight=held_out.astype(np.float32),
         half_life=half_life,
         validation_exclude_seen=exclude_seen,
+        loss_exclude_seen=loss_exclude_seen,
     )
 
 
@@ -198,8 +211,25 @@ class _TrainingStep(nn.Module):
         o = model.read_out(states.flatten(0, 1)[rows], batch["target_time"].flatten(0, 1)[rows])
         target = batch["target"].flatten()[rows]
         weight = batch["weight"].flatten()[rows]
-        if self.full_softmax:
-            loss = full_softmax_loss(model.logits(o), target, weight)
+        if "window_target" in batch:
+            window_target = batch["window_target"].flatten(0, 1)[rows]
+            window_weight = batch["window_weight"].flatten(0, 1)[rows]
+            if self.full_softmax:
+                logits = _mask_seen(model.logits(o), batch, window_target)
+                loss = full_softmax_window_loss(logits, window_target, window_weight)
+            else:
+                loss = sampled_softmax_window_loss(
+                    o,
+                    target,
+                    window_target,
+                    window_weight,
+                    extra,
+                    log_q,
+                    model.output_embedding,
+                    model.output_bias,
+                )
+        elif self.full_softmax:
+            loss = full_softmax_loss(_mask_seen(model.logits(o), batch, target.unsqueeze(1)), target, weight)
         elif self.config.loss == "bpr-max":
             loss = bpr_max_loss(
                 o,
@@ -217,8 +247,42 @@ class _TrainingStep(nn.Module):
         return loss, last
 
 
-def _to_device(window: Window, device: torch.device) -> dict[str, torch.Tensor]:
-    """The window as torch tensors on ``device`` (through pinned memory on CUDA)."""
+def _mask_seen(logits: torch.Tensor, batch: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+    """``logits`` with each row's earlier items (``seen_row``/``seen_item``) at −∞, its targets kept."""
+    if "seen_row" not in batch:
+        return logits
+    mask = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+    mask[batch["seen_row"], batch["seen_item"]] = True
+    mask.scatter_(1, targets, False)
+    return logits.float().masked_fill(mask, -math.inf)
+
+
+def _seen_pairs(
+    window: Window, features: EventFeatures, user_start: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(row, item) of every item the user of each training row has had up to its input event.
+
+    Rows are those of ``_to_device`` (``weight > 0``, in flattened time-major order).
+    """
+    position = window.position.reshape(-1)[np.flatnonzero(window.weight.reshape(-1) > 0)]
+    first = user_start[position]
+    counts = position - first + 1
+    rows = np.repeat(np.arange(position.size, dtype=np.int64), counts)
+    within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    return rows, features.item[np.repeat(first, counts) + within]
+
+
+def _to_device(
+    window: Window,
+    device: torch.device,
+    targets_ahead: bool = False,
+    seen: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The window as torch tensors on ``device`` (through pinned memory on CUDA).
+
+    ``targets_ahead`` adds ``window_target`` and ``window_weight`` (a ``target_window`` > 1);
+    ``seen`` adds ``seen_row`` and ``seen_item`` (``loss_exclude_seen``).
+    """
     arrays: dict[str, np.ndarray] = {
         "item": window.item,
         "event_type": window.event_type,
@@ -229,6 +293,11 @@ def _to_device(window: Window, device: torch.device) -> dict[str, torch.Tensor]:
         "weight": window.weight,
         "rows": np.flatnonzero(window.weight.reshape(-1) > 0),
     }
+    if targets_ahead:
+        arrays["window_target"] = window.window_target
+        arrays["window_weight"] = window.window_weight
+    if seen is not None:
+        arrays["seen_row"], arrays["seen_item"] = seen
     pin = device.type == "cuda"
     out = {}
     for name, array in arrays.items():
@@ -240,10 +309,17 @@ def _to_device(window: Window, device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def _windows(
-    layout: SlotLayout, features: EventFeatures, device: torch.device
+    layout: SlotLayout,
+    features: EventFeatures,
+    device: torch.device,
+    target_window: int = 1,
+    target_window_decay: float = 1.0,
+    user_start: npt.NDArray[np.int64] | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     for index in range(layout.num_windows):
-        yield _to_device(layout.window(index, features), device)
+        window = layout.window(index, features, target_window, target_window_decay)
+        seen = None if user_start is None else _seen_pairs(window, features, user_start)
+        yield _to_device(window, device, targets_ahead=target_window > 1, seen=seen)
 
 
 @torch.no_grad()
@@ -460,6 +536,7 @@ def _export(
             "resolved_batch_size": config.resolved_batch_size(len(sessions)),
             "recency_half_life_used": data.half_life,
             "validation_exclude_seen_used": data.validation_exclude_seen,
+            "loss_exclude_seen_used": data.loss_exclude_seen,
             "epochs_trained": len(log),
             "best_epoch": best_epoch,
             "history": log,
@@ -554,6 +631,9 @@ def fit(
             )
 
         starts = data.starts
+        seen_start = None
+        if full_softmax and data.loss_exclude_seen:
+            seen_start = np.repeat(starts, data.ends - starts).astype(np.int64)
         log: list[dict[str, float]] = []
         best_metric, best_epoch, best_weights, stale = -math.inf, 0, None, 0
         # ``averaged`` holds the exponential moving average of the weights over optimizer steps: it
@@ -564,6 +644,15 @@ def fit(
         steps_done = 0
         for epoch in range(config.epochs):
             order = np.random.default_rng([config.seed, 2, epoch]).permutation(num_users)
+            epoch_features = features
+            if config.shuffle_ties:
+                perm = shuffle_ties(
+                    sessions.user_index,
+                    sessions.timestamp,
+                    features.weight,
+                    np.random.default_rng([config.seed, 3, epoch]),
+                )
+                epoch_features = features.permuted(perm)
             mine = order[ctx.rank :: ctx.world_size]
             layout = build_layout(starts[mine], data.train_stop[mine], num_slots, hyper.bptt)
             layout = layout.padded_to(ctx.max_int(layout.num_windows, dev))
@@ -578,7 +667,9 @@ def fit(
                 leave=False,
                 unit="batch",
             )
-            for batch in _windows(layout, features, dev):
+            for batch in _windows(
+                layout, epoch_features, dev, config.target_window, config.target_window_decay, seen_start
+            ):
                 extra_np = sampler.sample(extra_count)
                 extra = torch.from_numpy(extra_np).to(dev)
                 if not full_softmax:
