@@ -11,17 +11,16 @@
 
 use rustc_hash::FxHashMap;
 
-/// An id packed into a fixed-size slot: its bytes, length and value.
-trait InlineSlot: Copy + Default {
-    /// Longest id this slot holds.
-    const MAX_LEN: usize;
-    /// The slot holding `id` (`1..=MAX_LEN` bytes) with `value`; packing plus length is injective.
-    fn pack(id: &[u8], value: u32) -> Self;
-    /// The same id (ignoring the value).
-    fn same_id(&self, other: &Self) -> bool;
-    fn len(&self) -> u32;
-    fn value(&self) -> u32;
-    fn hash(&self) -> u64;
+/// The packed bytes of a short id (`u64`: 1–8 bytes; `[u64; 2]`: 9–16 bytes); together with the
+/// length the packing is injective.
+trait Key: Copy + Default + PartialEq {
+    /// A zero-sized type with the alignment of the key's slot: its size, so that no slot straddles
+    /// two cache lines.
+    type Align: Copy + Default;
+    /// The key of `id` (of a length this key holds).
+    fn pack(id: &[u8]) -> Self;
+    /// A well-mixed hash of the key and the id's length (the table uses its top bits).
+    fn hash(&self, len: u32) -> u64;
 }
 
 /// `id` (1–8 bytes) in one word, without a variable-length copy: overlapping loads of its first
@@ -48,23 +47,59 @@ fn mix(x: u64) -> u64 {
     m ^ (m >> 29)
 }
 
-/// An id of 1–8 bytes.
+/// Alignment markers (zero-sized) for [`Slot`].
 #[derive(Clone, Copy, Default)]
-#[repr(C, align(16))]
-struct ShortSlot {
-    key: u64,
-    len: u32,
-    value: u32,
+#[repr(align(16))]
+struct Align16;
+#[derive(Clone, Copy, Default)]
+#[repr(align(32))]
+struct Align32;
+
+/// Ids of 1–8 bytes.
+impl Key for u64 {
+    type Align = Align16;
+    #[inline]
+    fn pack(id: &[u8]) -> Self {
+        word(id)
+    }
+    #[inline]
+    fn hash(&self, len: u32) -> u64 {
+        mix(self ^ u64::from(len).rotate_right(8))
+    }
 }
 
-impl InlineSlot for ShortSlot {
-    const MAX_LEN: usize = 8;
+/// Ids of 9–16 bytes: the first and the last 8 bytes (overlapping).
+impl Key for [u64; 2] {
+    type Align = Align32;
+    #[inline]
+    fn pack(id: &[u8]) -> Self {
+        [word(&id[..8]), word(&id[id.len() - 8..])]
+    }
+    #[inline]
+    fn hash(&self, len: u32) -> u64 {
+        mix(self[0] ^ self[1].rotate_left(31) ^ u64::from(len))
+    }
+}
+
+/// One slot: 16 bytes (aligned to 16) for a `u64` key, 32 (24 padded, aligned to 32) for a
+/// `[u64; 2]` one, so that no slot straddles two cache lines.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct Slot<K: Key> {
+    key: K,
+    len: u32,
+    value: u32,
+    align: [K::Align; 0],
+}
+
+impl<K: Key> Slot<K> {
     #[inline]
     fn pack(id: &[u8], value: u32) -> Self {
         Self {
-            key: word(id),
+            key: K::pack(id),
             len: id.len() as u32,
             value,
+            align: [],
         }
     }
     #[inline]
@@ -72,91 +107,42 @@ impl InlineSlot for ShortSlot {
         self.len == other.len && self.key == other.key
     }
     #[inline]
-    fn len(&self) -> u32 {
-        self.len
-    }
-    #[inline]
-    fn value(&self) -> u32 {
-        self.value
-    }
-    #[inline]
     fn hash(&self) -> u64 {
-        mix(self.key ^ u64::from(self.len).rotate_right(8))
-    }
-}
-
-/// An id of 9–16 bytes: the first and the last 8 bytes (overlapping), which with the length
-/// determine every byte.
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(32))]
-struct LongSlot {
-    k0: u64,
-    k1: u64,
-    len: u32,
-    value: u32,
-}
-
-impl InlineSlot for LongSlot {
-    const MAX_LEN: usize = 16;
-    #[inline]
-    fn pack(id: &[u8], value: u32) -> Self {
-        let n = id.len();
-        Self {
-            k0: word(&id[..8]),
-            k1: word(&id[n - 8..n]),
-            len: n as u32,
-            value,
-        }
-    }
-    #[inline]
-    fn same_id(&self, other: &Self) -> bool {
-        self.len == other.len && self.k0 == other.k0 && self.k1 == other.k1
-    }
-    #[inline]
-    fn len(&self) -> u32 {
-        self.len
-    }
-    #[inline]
-    fn value(&self) -> u32 {
-        self.value
-    }
-    #[inline]
-    fn hash(&self) -> u64 {
-        mix(self.k0 ^ self.k1.rotate_left(31) ^ u64::from(self.len))
+        self.key.hash(self.len)
     }
 }
 
 /// Open addressing with linear probing over `2^k` slots of one width.
 #[derive(Clone)]
-struct Slots<S> {
-    slots: Vec<S>,
+struct Slots<K: Key> {
+    slots: Vec<Slot<K>>,
     shift: u32,
     len: usize,
 }
 
-impl<S: InlineSlot> Slots<S> {
+impl<K: Key> Slots<K> {
     fn with_capacity(capacity: usize) -> Self {
         let n = (capacity * 2).next_power_of_two().max(16);
         Self {
-            slots: vec![S::default(); n],
+            slots: vec![Slot::default(); n],
             shift: 64 - n.trailing_zeros(),
             len: 0,
         }
     }
 
     #[inline]
-    fn home(&self, key: &S) -> usize {
+    fn home(&self, key: &Slot<K>) -> usize {
         (key.hash() >> self.shift) as usize
     }
 
     /// Where `key` is, or the free slot where it would go.
     #[inline]
-    fn probe(&self, key: &S) -> (usize, bool) {
+    fn probe(&self, key: &Slot<K>) -> (usize, bool) {
         let mask = self.slots.len() - 1;
         let mut i = self.home(key);
         loop {
             let slot = &self.slots[i];
-            if slot.len() == 0 {
+            if slot.len == 0 {
                 return (i, false);
             }
             if slot.same_id(key) {
@@ -167,13 +153,13 @@ impl<S: InlineSlot> Slots<S> {
     }
 
     #[inline]
-    fn get(&self, key: &S) -> Option<u32> {
+    fn get(&self, key: &Slot<K>) -> Option<u32> {
         let (i, found) = self.probe(key);
-        found.then(|| self.slots[i].value())
+        found.then(|| self.slots[i].value)
     }
 
     #[inline]
-    fn prefetch(&self, key: &S) {
+    fn prefetch(&self, key: &Slot<K>) {
         let slot = &self.slots[self.home(key)];
         #[cfg(target_arch = "x86_64")]
         {
@@ -188,12 +174,12 @@ impl<S: InlineSlot> Slots<S> {
         let _ = slot;
     }
 
-    fn insert_new(&mut self, key: S) {
+    fn insert_new(&mut self, key: Slot<K>) {
         if (self.len + 1) * 2 > self.slots.len() {
-            let doubled = vec![S::default(); self.slots.len() * 2];
+            let doubled = vec![Slot::default(); self.slots.len() * 2];
             let old = std::mem::replace(&mut self.slots, doubled);
             self.shift -= 1;
-            for slot in old.into_iter().filter(|s| s.len() != 0) {
+            for slot in old.into_iter().filter(|s| s.len != 0) {
                 let (i, _) = self.probe(&slot);
                 self.slots[i] = slot;
             }
@@ -207,8 +193,8 @@ impl<S: InlineSlot> Slots<S> {
 /// Map from id bytes to dense indices.
 #[derive(Clone)]
 pub struct IdTable {
-    short: Slots<ShortSlot>,
-    inline: Slots<LongSlot>,
+    short: Slots<u64>,
+    inline: Slots<[u64; 2]>,
     long: FxHashMap<Box<[u8]>, u32>,
 }
 
@@ -249,8 +235,8 @@ impl IdTable {
     pub fn get(&self, id: &[u8]) -> Option<u32> {
         match id.len() {
             0 => None,
-            1..=ShortSlot::MAX_LEN => self.short.get(&ShortSlot::pack(id, 0)),
-            9..=LongSlot::MAX_LEN => self.inline.get(&LongSlot::pack(id, 0)),
+            1..=8 => self.short.get(&Slot::pack(id, 0)),
+            9..=16 => self.inline.get(&Slot::pack(id, 0)),
             _ => self.long.get(id).copied(),
         }
     }
@@ -260,8 +246,8 @@ impl IdTable {
     #[inline]
     pub fn prefetch(&self, id: &[u8]) {
         match id.len() {
-            1..=ShortSlot::MAX_LEN => self.short.prefetch(&ShortSlot::pack(id, 0)),
-            9..=LongSlot::MAX_LEN => self.inline.prefetch(&LongSlot::pack(id, 0)),
+            1..=8 => self.short.prefetch(&Slot::pack(id, 0)),
+            9..=16 => self.inline.prefetch(&Slot::pack(id, 0)),
             _ => {}
         }
     }
@@ -270,8 +256,8 @@ impl IdTable {
     pub fn insert_new(&mut self, id: &[u8], value: u32) {
         debug_assert!(!id.is_empty() && self.get(id).is_none());
         match id.len() {
-            1..=ShortSlot::MAX_LEN => self.short.insert_new(ShortSlot::pack(id, value)),
-            9..=LongSlot::MAX_LEN => self.inline.insert_new(LongSlot::pack(id, value)),
+            1..=8 => self.short.insert_new(Slot::pack(id, value)),
+            9..=16 => self.inline.insert_new(Slot::pack(id, value)),
             _ => {
                 self.long.insert(id.into(), value);
             }
@@ -306,6 +292,14 @@ mod tests {
                 prop_assert_eq!(table.get(id), Some(v));
             }
         }
+    }
+
+    #[test]
+    fn slots_fit_cache_lines() {
+        assert_eq!(std::mem::size_of::<Slot<u64>>(), 16);
+        assert_eq!(std::mem::size_of::<Slot<[u64; 2]>>(), 32);
+        assert_eq!(std::mem::align_of::<Slot<u64>>(), 16);
+        assert_eq!(std::mem::align_of::<Slot<[u64; 2]>>(), 32);
     }
 
     #[test]
