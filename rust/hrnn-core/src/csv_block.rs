@@ -290,36 +290,43 @@ fn parse_plain<'a>(
 ) {
     const BATCH: usize = 32;
     let width = layout.width;
-    // Interns `batch`; false when a record failed (the error is recorded in `rows`).
-    let intern = |rows: &mut BlockRows<'a, '_>, batch: &PendingRecords| -> bool {
-        for (k, &(start, end, line, _)) in batch.records.iter().enumerate() {
-            let own = batch.fields_of(k);
-            if own.len() != width {
-                let message = format!(
-                    "expected {width} fields as in the header, found {}",
-                    own.len()
-                );
-                rows.record_error(line, &block[start..end], message);
-                return false;
-            }
-            if !rows.push_record(layout, known, line, |i| {
-                Cow::Borrowed(&block[own[i].0..own[i].1])
-            }) {
-                return false;
-            }
-        }
-        true
-    };
-    let prefetch = |rows: &BlockRows<'a, '_>, batch: &PendingRecords| {
-        for k in 0..batch.records.len() {
-            let own = batch.fields_of(k);
-            if own.len() == width {
-                let (u, i) = (own[layout.user], own[layout.item]);
-                rows.users.prefetch(&block[u.0..u.1], known.users);
-                rows.items.prefetch(&block[i.0..i.1], known.items);
-            }
+    let prefetch = |rows: &BlockRows<'a, '_>, batch: &PendingRecords, k: usize| {
+        let own = batch.fields_of(k);
+        if own.len() == width {
+            let (u, i) = (own[layout.user], own[layout.item]);
+            rows.users.prefetch(&block[u.0..u.1], known.users);
+            rows.items.prefetch(&block[i.0..i.1], known.items);
         }
     };
+    // Interns `batch`, prefetching the ids of `next`'s records one by one on the way (one
+    // prefetch per lookup keeps the number of misses in flight steady); false when a record
+    // failed (the error is recorded in `rows`).
+    let intern =
+        |rows: &mut BlockRows<'a, '_>, batch: &PendingRecords, next: &PendingRecords| -> bool {
+            for (k, &(start, end, line, _)) in batch.records.iter().enumerate() {
+                if k < next.records.len() {
+                    prefetch(rows, next, k);
+                }
+                let own = batch.fields_of(k);
+                if own.len() != width {
+                    let message = format!(
+                        "expected {width} fields as in the header, found {}",
+                        own.len()
+                    );
+                    rows.record_error(line, &block[start..end], message);
+                    return false;
+                }
+                if !rows.push_record(layout, known, line, |i| {
+                    Cow::Borrowed(&block[own[i].0..own[i].1])
+                }) {
+                    return false;
+                }
+            }
+            for k in batch.records.len()..next.records.len() {
+                prefetch(rows, next, k);
+            }
+            true
+        };
     let mut filling = PendingRecords::default();
     let mut ready = PendingRecords::default();
     let mut field_start = 0;
@@ -335,8 +342,7 @@ fn parse_plain<'a>(
         record_start = field_start;
         line += 1;
         if filling.records.len() == BATCH {
-            prefetch(rows, &filling);
-            if !intern(rows, &ready) {
+            if !intern(rows, &ready, &filling) {
                 return;
             }
             ready.clear();
@@ -347,8 +353,9 @@ fn parse_plain<'a>(
         filling.fields.push((field_start, block.len()));
         filling.close(block, record_start, block.len(), line);
     }
-    if intern(rows, &ready) {
-        intern(rows, &filling);
+    let none = PendingRecords::default();
+    if intern(rows, &ready, &filling) {
+        intern(rows, &filling, &none);
     }
 }
 
