@@ -205,12 +205,13 @@ def sampled_softmax_window_loss(
     Returns:
         The scalar loss.
     """
-    candidates = torch.cat([target, extra])
-    logits = (o @ output_weight[candidates].T + output_bias[candidates]).float() - log_q[candidates].float()
+    logits, candidates, masked = _candidate_scores(
+        o, target, window_weight.sum(dim=1), extra, output_weight, output_bias
+    )
+    logits = logits - log_q[candidates].float()
     m = target.shape[0]
-    masked = torch.zeros(m, candidates.shape[0], dtype=torch.bool, device=o.device)
-    masked[:, :m] = torch.eye(m, dtype=torch.bool, device=o.device)
-    masked[:, :m] |= (window_weight.sum(dim=1) <= 0).unsqueeze(0)
+    # The positives are scored separately below, so a row's own column is a negative-only mask too.
+    masked[:, :m] |= torch.eye(m, dtype=torch.bool, device=o.device)
     for j in range(window_target.shape[1]):  # W compares of [M, C], not one [M, C, W] tensor
         masked |= (candidates.unsqueeze(0) == window_target[:, j : j + 1]) & (window_weight[:, j : j + 1] > 0)
     negative = torch.logsumexp(logits.masked_fill(masked, _MASKED), dim=1)
