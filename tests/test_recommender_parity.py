@@ -88,7 +88,8 @@ def _training_available() -> bool:
 
 
 @pytest.mark.skipif(not _training_available(), reason="needs torch and hrnn.train (pip install hrnn[train])")
-def test_engine_matches_torch_trained_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ensemble_size", [1, 2])
+def test_engine_matches_torch_trained_model(tmp_path: Path, ensemble_size: int) -> None:
     rng = np.random.default_rng(3)
     rows = 1600
     times = 1_600_000_000 + np.cumsum(rng.choice([30, 600, 86_400], size=rows))
@@ -98,7 +99,10 @@ def test_engine_matches_torch_trained_model(tmp_path: Path) -> None:
         times,
         event_type=["buy" if r % 3 == 0 else "click" for r in range(rows)],
     )
-    model = hrnn.train(data, hidden_dimension=32, bptt=8, epochs=1, seed=0, progress=False)
+    model = hrnn.train(
+        data, hidden_dimension=32, bptt=8, epochs=1, seed=0, progress=False, ensemble_size=ensemble_size
+    )
+    assert len(model.training["members"]) == ensemble_size
     model.save(tmp_path / "model")
     rec = hrnn.Recommender.load(tmp_path / "model")
 

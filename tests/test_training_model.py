@@ -151,3 +151,30 @@ def test_tied_embeddings_share_the_item_matrix() -> None:
     rebuilt = HRNN.from_tensors(exported)
     assert not rebuilt.tie_embeddings
     np.testing.assert_array_equal(rebuilt.export_tensors()["output.weight"], exported["output.weight"])
+
+
+def test_block_diagonal_merge_averages_the_members_logits() -> None:
+    members = [randomized(HRNN(13, 2, w), seed=10 + w) for w in (4, 6, 5)]
+    merged = HRNN.block_diagonal(members)
+    assert merged.hidden_dimension == 15 and not merged.training
+    gen = torch.Generator().manual_seed(5)
+    items = torch.randint(0, 13, (7, 3), generator=gen)
+    types = torch.tensor([[0, 1, -1]] * 7)
+    time = torch.rand(7, 3, 2, generator=gen) * 3
+    reset = torch.zeros(7, 3, dtype=torch.bool)
+    reset[4, 1] = True
+    query = torch.rand(3, 2, generator=gen) * 3
+    with torch.no_grad():
+        states, last = merged.run(items, types, time, torch.zeros(3, 15), reset)
+        logits = merged.logits(merged.read_out(last, query))
+        parts, member_logits = [], []
+        for m in members:
+            s, last_m = m.run(items, types, time, torch.zeros(3, m.hidden_dimension), reset)
+            parts.append(s)
+            member_logits.append(m.logits(m.read_out(last_m, query)))
+    # The merged state is the members' states side by side; its logits are their mean.
+    torch.testing.assert_close(states, torch.cat(parts, dim=-1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits, torch.stack(member_logits).mean(0), rtol=1e-5, atol=1e-5)
+    # Off-diagonal blocks are exactly zero: member 0's gates never read member 1's coordinates.
+    assert torch.all(merged.gru.weight_hh[:4, 4:] == 0)
+    assert torch.all(merged.discount.weight[:4, 4:15] == 0)

@@ -411,3 +411,23 @@ def test_loss_exclude_seen_masks_each_rows_earlier_items(log: dict[str, np.ndarr
     m = hrnn.train(data, **{**FAST, "epochs": 2, "loss_exclude_seen": True, "target_window": 2})
     assert m.training["loss_exclude_seen_used"]
     assert np.isfinite(m.training["history"][-1]["loss"])
+
+
+def test_ensemble_members_train_with_their_own_seeds_and_merge(log: dict[str, np.ndarray]) -> None:
+    data = interactions(log)
+    settings = {**FAST, "epochs": 2, "validation_fraction": 0.0}
+    ensemble = hrnn.train(data, **{**settings, "hidden_dimension": 64, "ensemble_size": 2})
+    members = ensemble.training["members"]
+    assert [m["seed"] for m in members] == [0, trainer.member_seed(0, 1)] and members[1]["seed"] != 0
+    assert [m["epochs_trained"] for m in members] == [2, 2]
+    assert [e["member"] for e in ensemble.training["history"]] == [0.0, 0.0, 1.0, 1.0]
+    # Member 0 is exactly the single model of half the width (32) with the same seed.
+    alone = hrnn.train(data, **settings)  # width 32
+    e, a = ensemble.tensors, alone.tensors
+    np.testing.assert_array_equal(e[fmt.ITEM_EMBEDDING][:, :32], a[fmt.ITEM_EMBEDDING])
+    np.testing.assert_array_equal(e[fmt.GRU_WEIGHT_HH][:32, :32], a[fmt.GRU_WEIGHT_HH][:32])
+    np.testing.assert_allclose(e[fmt.OUTPUT_WEIGHT][:, :32], a[fmt.OUTPUT_WEIGHT] / 2, rtol=1e-6)
+    np.testing.assert_allclose(e[fmt.USERS_STATE][:, :32], a[fmt.USERS_STATE], rtol=1e-5, atol=1e-6)
+    # Member 1 is a different model (its own seed), and the export is one width-64 model.
+    assert not np.allclose(e[fmt.ITEM_EMBEDDING][:, 32:], a[fmt.ITEM_EMBEDDING])
+    assert e[fmt.USERS_STATE].shape[1] == 64 and ensemble.hidden_dimension == 64

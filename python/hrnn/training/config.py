@@ -12,12 +12,15 @@ from typing import Any, Literal
 
 from hrnn.interactions import DEFAULT_SESSION_TIMEOUT
 
-__all__ = ["LOSSES", "Hyperparameters", "TrainingConfig"]
+__all__ = ["LOSSES", "MIN_MEMBER_WIDTH", "Hyperparameters", "TrainingConfig", "check_ensemble"]
 
 #: Losses :class:`TrainingConfig` accepts.
 LOSSES = ("cross-entropy", "bpr-max")
 
 LossName = Literal["cross-entropy", "bpr-max"]
+
+#: Narrowest ensemble member ``hidden_dimension / ensemble_size`` accepted.
+MIN_MEMBER_WIDTH = 8
 
 
 def _check_int(name: str, value: Any, lo: int | None, hi: int | None) -> None:
@@ -149,6 +152,12 @@ class TrainingConfig:
             of a decay; docs/training.md).
         session_timeout: seconds; a longer gap starts a new session, in [0, 10**10].
         seed: seed of every random choice (init, order, dropout, negatives, validation sample).
+        ensemble_size: ``M`` independently trained members (seeds from ``seed``), each
+            ``hidden_dimension / M`` wide, exported as one block-diagonal model of width
+            ``hidden_dimension`` whose logits are the mean of the members' (docs/model.md): the same
+            inference cost as one model of that width, ``M`` times the training. ``1``: one model.
+            In [1, 32]; ``hidden_dimension`` must be a multiple of ``M`` with at least
+            :data:`MIN_MEMBER_WIDTH` per member.
     """
 
     epochs: int = 30
@@ -179,6 +188,7 @@ class TrainingConfig:
     plateau_decay: float = 1.0
     session_timeout: int = DEFAULT_SESSION_TIMEOUT
     seed: int = 0
+    ensemble_size: int = 1
 
     def __post_init__(self) -> None:
         _check_int("epochs", self.epochs, 1, 10_000)
@@ -216,6 +226,7 @@ class TrainingConfig:
         _check_float("plateau_decay", self.plateau_decay, 0.0, 1.0, open_lo=True)
         _check_int("session_timeout", self.session_timeout, 0, 10**10)
         _check_int("seed", self.seed, 0, 2**63 - 1)
+        _check_int("ensemble_size", self.ensemble_size, 1, 32)
 
     def resolved_batch_size(self, num_events: int) -> int:
         """The batch size used for ``num_events`` training events.
@@ -239,3 +250,14 @@ class TrainingConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict (the ``training`` object of model.json)."""
         return asdict(self)
+
+
+def check_ensemble(hyper: Hyperparameters, config: TrainingConfig) -> None:
+    """Raises ``ValueError`` unless ``config.ensemble_size`` splits ``hyper.hidden_dimension`` into
+    equal members of at least :data:`MIN_MEMBER_WIDTH`."""
+    h, m = hyper.hidden_dimension, config.ensemble_size
+    if h % m or h // m < MIN_MEMBER_WIDTH:
+        raise ValueError(
+            f"ensemble_size: expected a divisor of hidden_dimension ({h}) that leaves at least "
+            f"{MIN_MEMBER_WIDTH} per member, found {m}"
+        )

@@ -188,6 +188,54 @@ class HRNN(nn.Module):
         }
 
     @classmethod
+    def block_diagonal(cls, members: list[HRNN]) -> HRNN:
+        """One HRNN that computes exactly what the ``members`` compute together (docs/model.md).
+
+        Member ``k`` (width ``H_k``) owns the coordinates ``H_0 + … + H_(k−1)`` onwards of every
+        ``H``-sized vector (embeddings, gates, state, read-out), so the merged cell is block
+        diagonal and its state is the concatenation of the members' states. The output embedding
+        is ``[O_0 | … | O_(M−1)] / M`` and the output bias the members' mean, so each logit is the
+        mean of the members' logits.
+
+        Args:
+            members: trained models over the same items and event types.
+
+        Returns:
+            The merged model (untied, no dropout), on the first member's device, in eval mode.
+        """
+        first = members[0]
+        widths = [m.hidden_dimension for m in members]
+        h, count = sum(widths), len(members)
+        merged = cls(first.num_items, first.event_type_embedding.num_embeddings, h)
+        merged.to(first.output_bias.device)
+        with torch.no_grad():
+            for param in merged.parameters():
+                param.zero_()
+            begin = 0
+            for m, w in zip(members, widths, strict=True):
+                own = slice(begin, begin + w)
+                merged.item_embedding.weight[:, own] = m.item_embedding.weight
+                merged.event_type_embedding.weight[:, own] = m.event_type_embedding.weight
+                merged.discount.weight[own, own] = m.discount.weight[:, :w]
+                merged.discount.weight[own, h:] = m.discount.weight[:, w:]
+                merged.discount.bias[own] = m.discount.bias
+                for gate in range(3):  # r, z, n: each gate's rows of the member go into its block
+                    rows = slice(gate * h + begin, gate * h + begin + w)
+                    member_rows = slice(gate * w, (gate + 1) * w)
+                    merged.gru.weight_ih[rows, own] = m.gru.weight_ih[member_rows, :w]
+                    merged.gru.weight_ih[rows, h:] = m.gru.weight_ih[member_rows, w:]
+                    merged.gru.weight_hh[rows, own] = m.gru.weight_hh[member_rows]
+                    merged.gru.bias_ih[rows] = m.gru.bias_ih[member_rows]
+                    merged.gru.bias_hh[rows] = m.gru.bias_hh[member_rows]
+                merged.readout.weight[own] = m.readout.weight
+                merged.readout.bias[own] = m.readout.bias
+                assert merged.output_weight is not None
+                merged.output_weight[:, own] = m.output_embedding / count
+                merged.output_bias.add_(m.output_bias / count)
+                begin += w
+        return merged.eval()
+
+    @classmethod
     def from_tensors(cls, tensors: dict[str, npt.NDArray[np.float32]]) -> HRNN:
         """Rebuilds an (untied, dropout-free) model from docs/format.md tensors.
 

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from hrnn.training.batching import (
     recency_weights,
     shuffle_ties,
 )
-from hrnn.training.config import Hyperparameters, TrainingConfig
+from hrnn.training.config import Hyperparameters, TrainingConfig, check_ensemble
 from hrnn.training.distributed import DistributedContext, resolve_device
 from hrnn.training.loss import (
     NegativeSampler,
@@ -514,7 +514,7 @@ def _export(
     config: TrainingConfig,
     device: torch.device,
     log: list[dict[str, float]],
-    best_epoch: int,
+    members: list[dict[str, int]],
 ) -> TrainedModel:
     from hrnn import __version__
 
@@ -537,8 +537,11 @@ def _export(
             "recency_half_life_used": data.half_life,
             "validation_exclude_seen_used": data.validation_exclude_seen,
             "loss_exclude_seen_used": data.loss_exclude_seen,
-            "epochs_trained": len(log),
-            "best_epoch": best_epoch,
+            # member 0's figures (the whole model's when ensemble_size = 1); every member's in
+            # ``members``; ``history`` entries carry a ``member`` index when there are several
+            "epochs_trained": members[0]["epochs_trained"],
+            "best_epoch": members[0]["best_epoch"],
+            "members": members,
             "history": log,
         }
     )
@@ -578,185 +581,237 @@ def fit(
     amp: bool = False,
     progress: bool = True,
 ) -> TrainedModel:
-    """Trains an HRNN (the body of :func:`hrnn.train`; see there for the arguments)."""
-    from tqdm.auto import tqdm
+    """Trains an HRNN (the body of :func:`hrnn.train`; see there for the arguments).
 
+    With ``config.ensemble_size = M > 1`` it trains ``M`` members of width
+    ``hidden_dimension / M`` one after the other (member ``k`` with seed :func:`member_seed`) and
+    exports their :meth:`HRNN.block_diagonal` merge.
+    """
+    check_ensemble(hyper, config)
     dev = resolve_device(device)
     ctx = DistributedContext.from_environment(dev)
     try:
         data = prepare_data(interactions, hyper, config, event_type, event_value_threshold)
-        sessions, features = data.sessions, data.features
-        num_items, num_users = sessions.num_items, sessions.num_users
-        torch.manual_seed(config.seed)
-        model = HRNN(
-            num_items,
-            len(sessions.event_types),
-            hyper.hidden_dimension,
-            tie_embeddings=config.tie_embeddings,
-            dropout_embedding=config.dropout_embedding,
-            dropout_hidden=config.dropout_hidden,
-        )
-        counts = np.bincount(sessions.item_index, minlength=num_items).astype(np.float64)
-        model.reset_parameters(torch.from_numpy(np.log1p(counts)).float())
-        model.to(dev)
-        full_softmax = config.loss == "cross-entropy" and num_items <= config.full_softmax_max_items
-        step: nn.Module = _TrainingStep(model, config, full_softmax)
-        if ctx.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            step = DistributedDataParallel(step, device_ids=[dev.index] if dev.type == "cuda" else None)
-        optimizer = torch.optim.Adam(
-            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-        sampler = NegativeSampler(counts, config.sample_alpha, config.seed * 1009 + ctx.rank + 17)
-        num_slots = config.resolved_batch_size(len(sessions))
-        extra_count = 0 if full_softmax else config.num_negatives
-        log_q = torch.zeros(num_items, device=dev)
-        use_amp = amp and dev.type == "cuda"
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
-        if ctx.is_main:
-            logger.info(
-                "training HRNN: %d events, %d users, %d items, %d validation users; H=%d, bptt=%d, "
-                "%d slots, %s loss on %s%s",
-                len(sessions),
-                num_users,
-                num_items,
-                len(data.validation_users),
-                hyper.hidden_dimension,
-                hyper.bptt,
-                num_slots,
-                "full-softmax" if full_softmax else config.loss + " (sampled)",
-                dev,
-                f", {ctx.world_size} ranks" if ctx.enabled else "",
-            )
-
-        starts = data.starts
-        seen_start = None
-        if full_softmax and data.loss_exclude_seen:
-            seen_start = np.repeat(starts, data.ends - starts).astype(np.int64)
+        count = config.ensemble_size
+        width = hyper.hidden_dimension // count
+        members: list[HRNN] = []
         log: list[dict[str, float]] = []
-        best_metric, best_epoch, best_weights, stale = -math.inf, 0, None, 0
-        # ``averaged`` holds the exponential moving average of the weights over optimizer steps: it
-        # is what is validated and exported (the raw weights only keep training)
-        averaged = copy.deepcopy(model) if config.weight_average_decay > 0 else model
-        raw_params: list[torch.Tensor] = list(model.parameters())
-        avg_params: list[torch.Tensor] = list(averaged.parameters())
-        steps_done = 0
-        for epoch in range(config.epochs):
-            order = np.random.default_rng([config.seed, 2, epoch]).permutation(num_users)
-            epoch_features = features
-            if config.shuffle_ties:
-                perm = shuffle_ties(
-                    sessions.user_index,
-                    sessions.timestamp,
-                    features.weight,
-                    np.random.default_rng([config.seed, 3, epoch]),
-                )
-                epoch_features = features.permuted(perm)
-            mine = order[ctx.rank :: ctx.world_size]
-            layout = build_layout(starts[mine], data.train_stop[mine], num_slots, hyper.bptt)
-            layout = layout.padded_to(ctx.max_int(layout.num_windows, dev))
-            model.train()
-            state = torch.zeros(num_slots, hyper.hidden_dimension, device=dev)
-            began = time.perf_counter()
-            loss_sum, loss_weight, events = 0.0, 0, 0
-            bar = tqdm(
-                total=layout.num_windows,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                disable=not (progress and ctx.is_main),
-                leave=False,
-                unit="batch",
+        summaries: list[dict[str, int]] = []
+        for k in range(count):
+            member_config = replace(config, seed=member_seed(config.seed, k))
+            if count > 1 and ctx.is_main:
+                logger.info("ensemble member %d of %d (seed %d)", k + 1, count, member_config.seed)
+            model, member_log, best_epoch = _fit_member(
+                data, hyper, width, member_config, dev, ctx, amp=amp, progress=progress
             )
-            for batch in _windows(
-                layout, epoch_features, dev, config.target_window, config.target_window_decay, seen_start
-            ):
-                extra_np = sampler.sample(extra_count)
-                extra = torch.from_numpy(extra_np).to(dev)
-                if not full_softmax:
-                    in_batch = int(batch["rows"].numel())
-                    log_q = torch.from_numpy(
-                        candidate_log_q(in_batch, extra_count, sampler.data_probability, sampler.probability)
-                    ).to(dev)
-                with autocast:
-                    loss, state = step(batch, state.detach(), extra, log_q)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.max_grad_norm > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                if averaged is not model:
-                    # warm-up: the average starts close to the latest weights, (1 + t) / (10 + t)
-                    decay = min(config.weight_average_decay, (1 + steps_done) / (10 + steps_done))
-                    with torch.no_grad():
-                        torch._foreach_lerp_(avg_params, raw_params, 1.0 - decay)
-                steps_done += 1
-                n = int(batch["rows"].numel())
-                if n:
-                    loss_sum += float(loss.detach().item()) * n
-                    loss_weight += n
-                    events += n
-                rate = events / max(time.perf_counter() - began, 1e-9)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / max(loss_weight, 1):.4f}", events_s=f"{rate:.0f}")
-            bar.close()
-            seconds = time.perf_counter() - began
-            entry: dict[str, float] = {
-                "epoch": float(epoch + 1),
-                "loss": loss_sum / max(loss_weight, 1),
-                "events_per_second": events / max(seconds, 1e-9),
-                "targets": float(events),
-                "optimizer_steps": float(layout.num_windows),
-                "seconds": seconds,
-            }
-            if len(data.validation_users):
-                users = data.validation_users
-                metrics = evaluate_holdout(
-                    averaged,
-                    features,
-                    starts[users],
-                    data.validation_start[users],
-                    data.ends[users],
-                    dev,
-                    exclude_seen=data.validation_exclude_seen,
-                )
-                entry["validation_mrr"] = ctx.broadcast_float(metrics["mrr"], dev)
-                entry["validation_precision_at_5"] = metrics["precision_at_5"]
-                entry["validation_recall"] = metrics["recall"]
-            log.append(entry)
-            if ctx.is_main:
-                logger.info(
-                    "epoch %d: loss %.4f, %.0f events/s, %.1f s%s",
-                    epoch + 1,
-                    entry["loss"],
-                    entry["events_per_second"],
-                    seconds,
-                    f", validation MRR@{HOLDOUT_CUTOFF} {entry['validation_mrr']:.4f} "
-                    f"P@5 {entry['validation_precision_at_5']:.4f} "
-                    f"Recall@{HOLDOUT_CUTOFF} {entry['validation_recall']:.4f}"
-                    if "validation_mrr" in entry
-                    else "",
-                )
-            if "validation_mrr" not in entry:
-                best_epoch = epoch + 1
-                continue
-            if entry["validation_mrr"] > best_metric:
-                best_metric, best_epoch, stale = entry["validation_mrr"], epoch + 1, 0
-                best_weights = copy.deepcopy(averaged.state_dict())
-            else:
-                stale += 1
-                for group in optimizer.param_groups:
-                    group["lr"] *= config.plateau_decay
-                if stale >= config.patience:
-                    if ctx.is_main:
-                        logger.info("early stopping after epoch %d; best epoch %d", epoch + 1, best_epoch)
-                    break
-        if best_weights is not None:
-            model.load_state_dict(best_weights)
-        elif averaged is not model:
-            model.load_state_dict(averaged.state_dict())
-        result = _export(model, data, hyper, config, dev, log, best_epoch)
+            members.append(model)
+            log.extend({**entry, "member": float(k)} if count > 1 else entry for entry in member_log)
+            summaries.append(
+                {"seed": member_config.seed, "epochs_trained": len(member_log), "best_epoch": best_epoch}
+            )
+        model = members[0] if count == 1 else HRNN.block_diagonal(members)
+        result = _export(model, data, hyper, config, dev, log, summaries)
     except BaseException:
         ctx.close(completed=False)
         raise
     ctx.close()
     return result
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed of ensemble member ``member``: ``seed`` itself for member 0 (so an ensemble of one
+    is the plain model), a distinct derived seed for the others."""
+    if member == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, member]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def _fit_member(
+    data: TrainingData,
+    hyper: Hyperparameters,
+    hidden: int,
+    config: TrainingConfig,
+    dev: torch.device,
+    ctx: DistributedContext,
+    *,
+    amp: bool,
+    progress: bool,
+) -> tuple[HRNN, list[dict[str, float]], int]:
+    """Trains one model of width ``hidden`` on ``data``.
+
+    Returns:
+        The model with the weights to export (the best epoch's weight average), the per-epoch log
+        and the best epoch.
+    """
+    from tqdm.auto import tqdm
+
+    sessions, features = data.sessions, data.features
+    num_items, num_users = sessions.num_items, sessions.num_users
+    torch.manual_seed(config.seed)
+    model = HRNN(
+        num_items,
+        len(sessions.event_types),
+        hidden,
+        tie_embeddings=config.tie_embeddings,
+        dropout_embedding=config.dropout_embedding,
+        dropout_hidden=config.dropout_hidden,
+    )
+    counts = np.bincount(sessions.item_index, minlength=num_items).astype(np.float64)
+    model.reset_parameters(torch.from_numpy(np.log1p(counts)).float())
+    model.to(dev)
+    full_softmax = config.loss == "cross-entropy" and num_items <= config.full_softmax_max_items
+    step: nn.Module = _TrainingStep(model, config, full_softmax)
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step = DistributedDataParallel(step, device_ids=[dev.index] if dev.type == "cuda" else None)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    sampler = NegativeSampler(counts, config.sample_alpha, config.seed * 1009 + ctx.rank + 17)
+    num_slots = config.resolved_batch_size(len(sessions))
+    extra_count = 0 if full_softmax else config.num_negatives
+    log_q = torch.zeros(num_items, device=dev)
+    use_amp = amp and dev.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+    if ctx.is_main:
+        logger.info(
+            "training HRNN: %d events, %d users, %d items, %d validation users; H=%d, bptt=%d, "
+            "%d slots, %s loss on %s%s",
+            len(sessions),
+            num_users,
+            num_items,
+            len(data.validation_users),
+            hidden,
+            hyper.bptt,
+            num_slots,
+            "full-softmax" if full_softmax else config.loss + " (sampled)",
+            dev,
+            f", {ctx.world_size} ranks" if ctx.enabled else "",
+        )
+
+    starts = data.starts
+    seen_start = None
+    if full_softmax and data.loss_exclude_seen:
+        seen_start = np.repeat(starts, data.ends - starts).astype(np.int64)
+    log: list[dict[str, float]] = []
+    best_metric, best_epoch, best_weights, stale = -math.inf, 0, None, 0
+    # ``averaged`` holds the exponential moving average of the weights over optimizer steps: it
+    # is what is validated and exported (the raw weights only keep training)
+    averaged = copy.deepcopy(model) if config.weight_average_decay > 0 else model
+    raw_params: list[torch.Tensor] = list(model.parameters())
+    avg_params: list[torch.Tensor] = list(averaged.parameters())
+    steps_done = 0
+    for epoch in range(config.epochs):
+        order = np.random.default_rng([config.seed, 2, epoch]).permutation(num_users)
+        epoch_features = features
+        if config.shuffle_ties:
+            perm = shuffle_ties(
+                sessions.user_index,
+                sessions.timestamp,
+                features.weight,
+                np.random.default_rng([config.seed, 3, epoch]),
+            )
+            epoch_features = features.permuted(perm)
+        mine = order[ctx.rank :: ctx.world_size]
+        layout = build_layout(starts[mine], data.train_stop[mine], num_slots, hyper.bptt)
+        layout = layout.padded_to(ctx.max_int(layout.num_windows, dev))
+        model.train()
+        state = torch.zeros(num_slots, hidden, device=dev)
+        began = time.perf_counter()
+        loss_sum, loss_weight, events = 0.0, 0, 0
+        bar = tqdm(
+            total=layout.num_windows,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not (progress and ctx.is_main),
+            leave=False,
+            unit="batch",
+        )
+        for batch in _windows(
+            layout, epoch_features, dev, config.target_window, config.target_window_decay, seen_start
+        ):
+            extra_np = sampler.sample(extra_count)
+            extra = torch.from_numpy(extra_np).to(dev)
+            if not full_softmax:
+                in_batch = int(batch["rows"].numel())
+                log_q = torch.from_numpy(
+                    candidate_log_q(in_batch, extra_count, sampler.data_probability, sampler.probability)
+                ).to(dev)
+            with autocast:
+                loss, state = step(batch, state.detach(), extra, log_q)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            if averaged is not model:
+                # warm-up: the average starts close to the latest weights, (1 + t) / (10 + t)
+                decay = min(config.weight_average_decay, (1 + steps_done) / (10 + steps_done))
+                with torch.no_grad():
+                    torch._foreach_lerp_(avg_params, raw_params, 1.0 - decay)
+            steps_done += 1
+            n = int(batch["rows"].numel())
+            if n:
+                loss_sum += float(loss.detach().item()) * n
+                loss_weight += n
+                events += n
+            rate = events / max(time.perf_counter() - began, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / max(loss_weight, 1):.4f}", events_s=f"{rate:.0f}")
+        bar.close()
+        seconds = time.perf_counter() - began
+        entry: dict[str, float] = {
+            "epoch": float(epoch + 1),
+            "loss": loss_sum / max(loss_weight, 1),
+            "events_per_second": events / max(seconds, 1e-9),
+            "targets": float(events),
+            "optimizer_steps": float(layout.num_windows),
+            "seconds": seconds,
+        }
+        if len(data.validation_users):
+            users = data.validation_users
+            metrics = evaluate_holdout(
+                averaged,
+                features,
+                starts[users],
+                data.validation_start[users],
+                data.ends[users],
+                dev,
+                exclude_seen=data.validation_exclude_seen,
+            )
+            entry["validation_mrr"] = ctx.broadcast_float(metrics["mrr"], dev)
+            entry["validation_precision_at_5"] = metrics["precision_at_5"]
+            entry["validation_recall"] = metrics["recall"]
+        log.append(entry)
+        if ctx.is_main:
+            logger.info(
+                "epoch %d: loss %.4f, %.0f events/s, %.1f s%s",
+                epoch + 1,
+                entry["loss"],
+                entry["events_per_second"],
+                seconds,
+                f", validation MRR@{HOLDOUT_CUTOFF} {entry['validation_mrr']:.4f} "
+                f"P@5 {entry['validation_precision_at_5']:.4f} "
+                f"Recall@{HOLDOUT_CUTOFF} {entry['validation_recall']:.4f}"
+                if "validation_mrr" in entry
+                else "",
+            )
+        if "validation_mrr" not in entry:
+            best_epoch = epoch + 1
+            continue
+        if entry["validation_mrr"] > best_metric:
+            best_metric, best_epoch, stale = entry["validation_mrr"], epoch + 1, 0
+            best_weights = copy.deepcopy(averaged.state_dict())
+        else:
+            stale += 1
+            for group in optimizer.param_groups:
+                group["lr"] *= config.plateau_decay
+            if stale >= config.patience:
+                if ctx.is_main:
+                    logger.info("early stopping after epoch %d; best epoch %d", epoch + 1, best_epoch)
+                break
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+    elif averaged is not model:
+        model.load_state_dict(averaged.state_dict())
+    return model, log, best_epoch
