@@ -6,6 +6,10 @@ Usage::
     python benches/quality_hrnn.py movielens    # MovieLens latest-small, newest 10% per user held out
     python benches/quality_hrnn.py all
     python benches/quality_hrnn.py rsc15 --set epochs=5 --set learning_rate=0.02   # try a setting
+    # the rating settings of docs/training.md, on one line:
+    python benches/quality_hrnn.py movielens --set hidden_dimension=256 --set ensemble_size=4
+        --set target_window=16 --set loss_exclude_seen=True --set user_weight_exponent=0.5
+        --set validation_fraction=0 --set epochs=14
 
 Protocols (as /work/shared/data/README.md states them):
 
