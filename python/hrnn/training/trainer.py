@@ -623,7 +623,7 @@ def member_seed(seed: int, member: int) -> int:
     is the plain model), a distinct derived seed for the others."""
     if member == 0:
         return seed
-    return int(np.random.SeedSequence([seed, member]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+    return int(np.random.SeedSequence([seed, member]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def _fit_member(
