@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import hrnn
-from hrnn.training.config import Hyperparameters, TrainingConfig, check_ensemble
+from hrnn.training.config import Hyperparameters, TrainingConfig
 
 
 def test_recipe_defaults() -> None:
@@ -92,17 +92,6 @@ def test_training_setting_out_of_range(name: str, value: Any, message: str) -> N
         TrainingConfig(**{name: value})
     with pytest.raises(ValueError, match=re.escape(message)):
         hrnn.train(None, **{name: value})  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(("hidden", "size"), [(43, 2), (64, 16), (32, 3)])
-def test_ensemble_size_must_split_the_hidden_dimension(hidden: int, size: int) -> None:
-    message = (
-        f"ensemble_size: expected a divisor of hidden_dimension ({hidden}) that leaves at least 8 "
-        f"per member, found {size}"
-    )
-    with pytest.raises(ValueError, match=re.escape(message)):
-        hrnn.train(None, hidden_dimension=hidden, ensemble_size=size)  # type: ignore[arg-type]
-    check_ensemble(Hyperparameters(hidden_dimension=64), TrainingConfig(ensemble_size=8))  # 8 each: fine
 
 
 def test_target_window_needs_cross_entropy() -> None:

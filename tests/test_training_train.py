@@ -416,12 +416,12 @@ def test_loss_exclude_seen_masks_each_rows_earlier_items(log: dict[str, np.ndarr
 def test_ensemble_members_train_with_their_own_seeds_and_merge(log: dict[str, np.ndarray]) -> None:
     data = interactions(log)
     settings = {**FAST, "epochs": 2, "validation_fraction": 0.0}
-    ensemble = hrnn.train(data, **{**settings, "hidden_dimension": 64, "ensemble_size": 2})
+    ensemble = hrnn.train(data, **{**settings, "ensemble_size": 2})  # two members of width 32
     members = ensemble.training["members"]
     assert [m["seed"] for m in members] == [0, trainer.member_seed(0, 1)] and members[1]["seed"] != 0
     assert [m["epochs_trained"] for m in members] == [2, 2]
     assert [e["member"] for e in ensemble.training["history"]] == [0.0, 0.0, 1.0, 1.0]
-    # Member 0 is exactly the single model of half the width (32) with the same seed.
+    # Member 0 is exactly the single model with the same seed.
     alone = hrnn.train(data, **settings)  # width 32
     e, a = ensemble.tensors, alone.tensors
     np.testing.assert_array_equal(e[fmt.ITEM_EMBEDDING][:, :32], a[fmt.ITEM_EMBEDDING])
@@ -431,3 +431,4 @@ def test_ensemble_members_train_with_their_own_seeds_and_merge(log: dict[str, np
     # Member 1 is a different model (its own seed), and the export is one width-64 model.
     assert not np.allclose(e[fmt.ITEM_EMBEDDING][:, 32:], a[fmt.ITEM_EMBEDDING])
     assert e[fmt.USERS_STATE].shape[1] == 64 and ensemble.hidden_dimension == 64
+    assert ensemble.training["member_hidden_dimension"] == 32 == alone.training["member_hidden_dimension"]

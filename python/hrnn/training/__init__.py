@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hrnn.interactions import DEFAULT_SESSION_TIMEOUT
-from hrnn.training.config import Hyperparameters, LossName, TrainingConfig, check_ensemble
+from hrnn.training.config import Hyperparameters, LossName, TrainingConfig
 
 if TYPE_CHECKING:
     from hrnn.interactions import Interactions
@@ -123,9 +123,9 @@ def train(
             (user, item) pair repeats in the data).
         patience: epochs without validation improvement before stopping.
         plateau_decay: learning-rate factor applied after each epoch without improvement.
-        ensemble_size: train this many members of width ``hidden_dimension / ensemble_size`` (seeds
-            derived from ``seed``) and export them as one block-diagonal model of width
-            ``hidden_dimension`` that averages their logits (1 = a single model).
+        ensemble_size: train this many members of width ``hidden_dimension`` (seeds derived from
+            ``seed``) and export them as one block-diagonal model of width
+            ``ensemble_size × hidden_dimension`` that averages their logits (1 = a single model).
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, a ``torch.device``.
         amp: bfloat16 autocast on CUDA (ignored on CPU).
         seed: seed of every random choice; the same seed gives the same weights on CPU.
@@ -178,7 +178,6 @@ def train(
         seed=seed,
         ensemble_size=ensemble_size,
     )
-    check_ensemble(hyper, config)
     if not isinstance(amp, bool):
         raise TypeError(f"amp: expected True or False, found {type(amp).__name__} {amp!r}")
     _require_training_extra()

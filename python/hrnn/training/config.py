@@ -12,15 +12,12 @@ from typing import Any, Literal
 
 from hrnn.interactions import DEFAULT_SESSION_TIMEOUT
 
-__all__ = ["LOSSES", "MIN_MEMBER_WIDTH", "Hyperparameters", "TrainingConfig", "check_ensemble"]
+__all__ = ["LOSSES", "Hyperparameters", "TrainingConfig"]
 
 #: Losses :class:`TrainingConfig` accepts.
 LOSSES = ("cross-entropy", "bpr-max")
 
 LossName = Literal["cross-entropy", "bpr-max"]
-
-#: Narrowest ensemble member ``hidden_dimension / ensemble_size`` accepted.
-MIN_MEMBER_WIDTH = 8
 
 
 def _check_int(name: str, value: Any, lo: int | None, hi: int | None) -> None:
@@ -152,12 +149,11 @@ class TrainingConfig:
             of a decay; docs/training.md).
         session_timeout: seconds; a longer gap starts a new session, in [0, 10**10].
         seed: seed of every random choice (init, order, dropout, negatives, validation sample).
-        ensemble_size: ``M`` independently trained members (seeds from ``seed``), each
-            ``hidden_dimension / M`` wide, exported as one block-diagonal model of width
-            ``hidden_dimension`` whose logits are the mean of the members' (docs/model.md): the same
-            inference cost as one model of that width, ``M`` times the training. ``1``: one model.
-            In [1, 32]; ``hidden_dimension`` must be a multiple of ``M`` with at least
-            :data:`MIN_MEMBER_WIDTH` per member.
+        ensemble_size: ``M`` independently trained members (seeds from ``seed``), each an HRNN of
+            width ``hidden_dimension``, exported as one block-diagonal model of width
+            ``M × hidden_dimension`` whose logits are the mean of the members' (docs/model.md):
+            ``M`` times the training and the inference cost of one model of that width. ``1``: one
+            model. In [1, 32].
     """
 
     epochs: int = 30
@@ -250,14 +246,3 @@ class TrainingConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict (the ``training`` object of model.json)."""
         return asdict(self)
-
-
-def check_ensemble(hyper: Hyperparameters, config: TrainingConfig) -> None:
-    """Raises ``ValueError`` unless ``config.ensemble_size`` splits ``hyper.hidden_dimension`` into
-    equal members of at least :data:`MIN_MEMBER_WIDTH`."""
-    h, m = hyper.hidden_dimension, config.ensemble_size
-    if h % m or h // m < MIN_MEMBER_WIDTH:
-        raise ValueError(
-            f"ensemble_size: expected a divisor of hidden_dimension ({h}) that leaves at least "
-            f"{MIN_MEMBER_WIDTH} per member, found {m}"
-        )

@@ -31,7 +31,7 @@ from hrnn.training.batching import (
     recency_weights,
     shuffle_ties,
 )
-from hrnn.training.config import Hyperparameters, TrainingConfig, check_ensemble
+from hrnn.training.config import Hyperparameters, TrainingConfig
 from hrnn.training.distributed import DistributedContext, resolve_device
 from hrnn.training.loss import (
     NegativeSampler,
@@ -539,6 +539,7 @@ def _export(
             "loss_exclude_seen_used": data.loss_exclude_seen,
             # member 0's figures (the whole model's when ensemble_size = 1); every member's in
             # ``members``; ``history`` entries carry a ``member`` index when there are several
+            "member_hidden_dimension": hyper.hidden_dimension,
             "epochs_trained": members[0]["epochs_trained"],
             "best_epoch": members[0]["best_epoch"],
             "members": members,
@@ -549,7 +550,8 @@ def _export(
     meta = {
         "format": fmt.FORMAT_NAME,
         "format_version": fmt.FORMAT_VERSION,
-        "hyperparameters": hyper.to_dict(),
+        # the exported cell's width: ensemble_size × hidden_dimension for an ensemble
+        "hyperparameters": {**hyper.to_dict(), "hidden_dimension": model.hidden_dimension},
         "training": training,
         "session_timeout": config.session_timeout,
         "history_limit": fmt.HISTORY_LIMIT,
@@ -583,17 +585,16 @@ def fit(
 ) -> TrainedModel:
     """Trains an HRNN (the body of :func:`hrnn.train`; see there for the arguments).
 
-    With ``config.ensemble_size = M > 1`` it trains ``M`` members of width
-    ``hidden_dimension / M`` one after the other (member ``k`` with seed :func:`member_seed`) and
-    exports their :meth:`HRNN.block_diagonal` merge.
+    With ``config.ensemble_size = M > 1`` it trains ``M`` members of width ``hidden_dimension`` one
+    after the other (member ``k`` with seed :func:`member_seed`) and exports their
+    :meth:`HRNN.block_diagonal` merge, of width ``M × hidden_dimension``.
     """
-    check_ensemble(hyper, config)
     dev = resolve_device(device)
     ctx = DistributedContext.from_environment(dev)
     try:
         data = prepare_data(interactions, hyper, config, event_type, event_value_threshold)
         count = config.ensemble_size
-        width = hyper.hidden_dimension // count
+        width = hyper.hidden_dimension
         members: list[HRNN] = []
         log: list[dict[str, float]] = []
         summaries: list[dict[str, int]] = []
