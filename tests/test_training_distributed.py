@@ -1,4 +1,5 @@
-"""DDP: the unchanged trainer under two CPU processes with gloo (what torchrun sets up)."""
+"""DDP: the unchanged trainer under two CPU processes with gloo (what torchrun sets up), training a
+two-member ensemble (each member's steps all-reduced across the ranks)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ WORKER = textwrap.dedent(
     data = hrnn.Interactions.from_arrays(user, item, ts)
     model = hrnn.train(
         data, hidden_dimension=32, epochs=1, batch_size=3, bptt=8, device="cpu", progress=False,
-        max_user_history_length_percentile=1.0, validation_fraction=0.0,
+        max_user_history_length_percentile=1.0, validation_fraction=0.0, ensemble_size=2,
     )
     model.save(sys.argv[1])
     print(json.dumps(model.training["history"][0]))
@@ -87,6 +88,8 @@ def test_two_gloo_processes_train_one_model(tmp_path: Path) -> None:
     for name in fmt.TENSOR_NAMES:
         np.testing.assert_allclose(models[0].tensors[name], models[1].tensors[name], rtol=1e-6, atol=1e-7)
     assert np.all(np.isfinite(models[0].tensors[fmt.OUTPUT_WEIGHT]))
+    assert models[0].tensors[fmt.USERS_STATE].shape[1] == 64  # two members of width 32
+    assert [m["epochs_trained"] for m in models[0].meta["training"]["members"]] == [1, 1]
     assert len(models[0].meta["user_ids"]) == 70
     # Users were sharded: each rank trained on part of the targets, together on all of them, and
     # both ranks took the same number of optimizer steps (the shorter shard padded).
