@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import hrnn
+from hrnn import model_format as fmt
 from hrnn.model_format import random_model, write_model_dir
 
 H, K, BATCH = 43, 25, 256
@@ -277,3 +278,37 @@ def test_hrnn_put_events(benchmark: Any, rec: hrnn.Recommender) -> None:
     ]
     accepted = benchmark(rec.put_events, user_id="user3", session_id="s", events=events)
     assert accepted == 100
+
+
+# ----- real-time events on an ensemble's block-diagonal cell ----------------------------------------
+ENSEMBLE_MEMBERS, MEMBER_WIDTH = 4, 128
+
+
+def _cut_between_blocks(matrix: np.ndarray, width: int) -> np.ndarray:
+    """``matrix`` (``[rows, H (+ time columns)]``) with every weight between two blocks of ``width``
+    set to 0, as ``ensemble_size`` exports it."""
+    h = ENSEMBLE_MEMBERS * width
+    rows = np.arange(matrix.shape[0]) % h // width
+    cols = np.arange(matrix.shape[1])
+    between = (cols[None, :] < h) & (rows[:, None] != cols[None, :] // width)
+    return np.where(between, np.float32(0), matrix).astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=["dense", "blocks"])
+def wide_rec(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> hrnn.Recommender:
+    """A width-512 model: a dense cell, or the same weights cut into 4 blocks of 128 (which the
+    engine finds at load and steps block by block)."""
+    model = random_model(2_000, ENSEMBLE_MEMBERS * MEMBER_WIDTH, num_users=4, event_types=["click"])
+    tensors = dict(model.tensors)
+    if request.param == "blocks":
+        for name in (fmt.DISCOUNT_WEIGHT, fmt.GRU_WEIGHT_IH, fmt.GRU_WEIGHT_HH):
+            tensors[name] = _cut_between_blocks(tensors[name], MEMBER_WIDTH)
+    path = write_model_dir(tmp_path_factory.mktemp(f"wide-{request.param}") / "model", tensors, model.meta)
+    return hrnn.Recommender.load(path)
+
+
+@pytest.mark.benchmark(group="put_events on H = 512: 4 × 128 ensemble cell vs dense (per call of 20)")
+def test_hrnn_put_events_wide_cell(benchmark: Any, wide_rec: hrnn.Recommender) -> None:
+    events = [{"event_type": "click", "sent_at": 1_700_000_100 + i, "item_id": f"item{i}"} for i in range(20)]
+    accepted = benchmark(wide_rec.put_events, user_id="user1", session_id="s", events=events)
+    assert accepted == 20

@@ -79,6 +79,7 @@ fn cell_step(c: &mut Criterion) {
         bias_hh: random(3 * H, 11, 0.3),
         readout_weight: random(2 * H, 12, 0.3),
         readout_bias: random(H, 13, 0.3),
+        blocks: Vec::new(),
     };
     let mut h = vec![0.0f32; H];
     let tau = time_features(120.0, false);

@@ -1,7 +1,9 @@
 //! One step of the gated recurrent cell, and the readout gate (docs/model.md, implemented exactly).
 //!
-//! A step costs `O(H²)` (about `7H²` multiply-adds): the discount gate, `W_ih u`, and `W_hh h̃`.
+//! A step costs `O(H²)` (about `7H²` multiply-adds): the discount gate, `W_ih u`, and `W_hh h̃`;
+//! a cell of `M` independent blocks (an ensemble, [`super::blocks`]) steps each block alone, `7H²/M`.
 
+use super::blocks::CellBlock;
 use super::kernels::{gemv, Isa, Unfused};
 use super::model::CellWeights;
 
@@ -49,6 +51,44 @@ fn step_avx2(
     step_generic(w, hidden, item, event_type, tau, gemv)
 }
 
+/// The recurrent matrices one step multiplies by, for the whole cell or for one block of it
+/// (`width` rows per gate; `W_d` / `W_ih` rows are `width + 2` long, the time columns last).
+struct Matrices<'a> {
+    width: usize,
+    discount_weight: &'a [f32],
+    discount_bias: &'a [f32],
+    weight_ih: &'a [f32],
+    bias_ih: &'a [f32],
+    weight_hh: &'a [f32],
+    bias_hh: &'a [f32],
+}
+
+impl<'a> Matrices<'a> {
+    fn dense(w: &'a CellWeights) -> Self {
+        Self {
+            width: w.hidden,
+            discount_weight: &w.discount_weight,
+            discount_bias: &w.discount_bias,
+            weight_ih: &w.weight_ih,
+            bias_ih: &w.bias_ih,
+            weight_hh: &w.weight_hh,
+            bias_hh: &w.bias_hh,
+        }
+    }
+
+    fn block(b: &'a CellBlock) -> Self {
+        Self {
+            width: b.width,
+            discount_weight: &b.discount_weight,
+            discount_bias: &b.discount_bias,
+            weight_ih: &b.weight_ih,
+            bias_ih: &b.bias_ih,
+            weight_hh: &b.weight_hh,
+            bias_hh: &b.bias_hh,
+        }
+    }
+}
+
 #[inline(always)]
 fn step_generic(
     w: &CellWeights,
@@ -59,25 +99,53 @@ fn step_generic(
     gemv: impl Fn(&[f32], &[f32], &[f32], &mut [f32]),
 ) {
     let h = w.hidden;
-    // u = [E[i] + K[k]; c; s]
-    let mut u = vec![0.0f32; h + 2];
+    // x = E[i] + K[k]
     let item = item as usize;
-    u[..h].copy_from_slice(&w.item_embedding[item * h..(item + 1) * h]);
+    let mut x = w.item_embedding[item * h..(item + 1) * h].to_vec();
     if let Some(k) = event_type {
         let k = k as usize;
-        for (x, e) in u[..h]
+        for (x, e) in x
             .iter_mut()
             .zip(&w.event_type_embedding[k * h..(k + 1) * h])
         {
             *x += e;
         }
     }
-    u[h] = tau[0];
-    u[h + 1] = tau[1];
+    if w.blocks.is_empty() {
+        step_matrices(&Matrices::dense(w), hidden, &x, tau, &gemv);
+    } else {
+        // Independent blocks (an ensemble's members): each reads and writes only its own slice.
+        for (b, block) in w.blocks.iter().enumerate() {
+            let own = b * block.width..(b + 1) * block.width;
+            step_matrices(
+                &Matrices::block(block),
+                &mut hidden[own.clone()],
+                &x[own],
+                tau,
+                &gemv,
+            );
+        }
+    }
+}
+
+/// The step of docs/model.md on a state of `m.width` with input embedding `x`.
+#[inline(always)]
+fn step_matrices(
+    m: &Matrices<'_>,
+    hidden: &mut [f32],
+    x: &[f32],
+    tau: [f32; 2],
+    gemv: &impl Fn(&[f32], &[f32], &[f32], &mut [f32]),
+) {
+    let h = m.width;
+    // u = [x; c; s]
+    let mut u = Vec::with_capacity(h + 2);
+    u.extend_from_slice(x);
+    u.extend_from_slice(&tau);
 
     // d = σ(W_d u + b_d);  h̃ = d ⊙ h
     let mut discounted = vec![0.0f32; h];
-    gemv(&w.discount_weight, &w.discount_bias, &u, &mut discounted);
+    gemv(m.discount_weight, m.discount_bias, &u, &mut discounted);
     for (d, &old) in discounted.iter_mut().zip(hidden.iter()) {
         *d = sigmoid(*d) * old;
     }
@@ -85,8 +153,8 @@ fn step_generic(
     // a = W_ih u + b_ih;  g = W_hh h̃ + b_hh  (gate order r, z, n)
     let mut a = vec![0.0f32; 3 * h];
     let mut g = vec![0.0f32; 3 * h];
-    gemv(&w.weight_ih, &w.bias_ih, &u, &mut a);
-    gemv(&w.weight_hh, &w.bias_hh, &discounted, &mut g);
+    gemv(m.weight_ih, m.bias_ih, &u, &mut a);
+    gemv(m.weight_hh, m.bias_hh, &discounted, &mut g);
     for i in 0..h {
         let r = sigmoid(a[i] + g[i]);
         let z = sigmoid(a[h + i] + g[h + i]);
@@ -180,6 +248,43 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_block_diagonal_cell_steps_block_by_block_as_the_dense_cell_does() {
+        let dir = crate::engine::model_dir::tests::temp_dir("cell-blocks");
+        crate::engine::model_dir::tests::write_model(&dir, 12, 20, 2, 5);
+        let mut cell = crate::engine::model_dir::load_model(&dir).unwrap().cell;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(cell.blocks.is_empty(), "a random cell is dense");
+        // Zero every weight between the three blocks of 4, as an ensemble's export has them.
+        let h = 12;
+        let cut = |m: &mut Vec<f32>, stride: usize| {
+            for (i, x) in m.iter_mut().enumerate() {
+                let (r, c) = (i / stride, i % stride);
+                if c < h && (r % h) / 4 != c / 4 {
+                    *x = 0.0;
+                }
+            }
+        };
+        cut(&mut cell.discount_weight, h + 2);
+        cut(&mut cell.weight_ih, h + 2);
+        cut(&mut cell.weight_hh, h);
+        let dense = cell.clone();
+        cell.blocks = crate::engine::blocks::split(&cell);
+        assert_eq!(cell.blocks.len(), 3);
+        let h0: Vec<f32> = (0..h).map(|i| (i as f32 * 0.61).cos()).collect();
+        for isa in [Isa::Portable, Isa::detect()] {
+            let tau = time_features(700.0, false);
+            let (mut by_block, mut whole) = (h0.clone(), h0.clone());
+            step(&cell, isa, &mut by_block, 7, Some(1), tau);
+            step(&dense, isa, &mut whole, 7, Some(1), tau);
+            let want = reference_step(&dense, &h0, 7, Some(1), tau);
+            for ((a, b), want) in by_block.iter().zip(&whole).zip(&want) {
+                assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+                assert!((f64::from(*a) - want).abs() < 1e-5 * (1.0 + want.abs()));
+            }
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - `event_log`: the append-only, checksummed, group-committed event log;
 //! - `recommender`: the public facade tying these together.
 
+pub mod blocks;
 pub mod cell;
 pub mod event_log;
 pub mod events;

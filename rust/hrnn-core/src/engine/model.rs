@@ -6,6 +6,7 @@ use rustc_hash::FxHashMap;
 use std::fmt;
 use std::str::FromStr;
 
+use super::blocks::CellBlock;
 use super::kernels::{f32_to_bf16, Bf16Lanes, Isa, Lanes, Row, PANEL};
 
 /// How the item table's weights are stored, chosen at load time (the file always holds f32).
@@ -192,6 +193,8 @@ pub struct CellWeights {
     pub readout_weight: Vec<f32>,
     /// `b_q`, `[H]`.
     pub readout_bias: Vec<f32>,
+    /// The cell's independent blocks, packed ([`super::blocks::split`]); empty for a dense cell.
+    pub blocks: Vec<CellBlock>,
 }
 
 /// Training users stored in the model: final state, last timestamp and recent history (CSR).

@@ -310,6 +310,21 @@ fn build(meta: Metadata, bytes: &[u8], file: &str) -> Result<Model> {
     popularity_order.sort_by_key(|&j| (std::cmp::Reverse(popularity[j as usize]), j));
     let popularity_total = popularity.iter().map(|&c| c as f64).sum();
     let table = ItemTable::new(&output_weight, &output_bias, h);
+    let mut cell = CellWeights {
+        hidden: h,
+        item_embedding,
+        event_type_embedding,
+        discount_weight,
+        discount_bias,
+        weight_ih,
+        weight_hh,
+        bias_ih,
+        bias_hh,
+        readout_weight,
+        readout_bias,
+        blocks: Vec::new(),
+    };
+    cell.blocks = super::blocks::split(&cell);
     Ok(Model {
         hidden: h,
         item_ids: meta.item_ids,
@@ -318,19 +333,7 @@ fn build(meta: Metadata, bytes: &[u8], file: &str) -> Result<Model> {
         event_type_index,
         session_timeout: meta.session_timeout,
         history_limit: meta.history_limit,
-        cell: CellWeights {
-            hidden: h,
-            item_embedding,
-            event_type_embedding,
-            discount_weight,
-            discount_bias,
-            weight_ih,
-            weight_hh,
-            bias_ih,
-            bias_hh,
-            readout_weight,
-            readout_bias,
-        },
+        cell,
         table,
         popularity,
         popularity_order,
