@@ -4,6 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use hrnn_core::engine::blocks::CellBlock;
 use hrnn_core::engine::cell::{step, time_features};
 use hrnn_core::engine::kernels::Isa;
 use hrnn_core::engine::model::{CellWeights, ItemTable, Precision};
@@ -71,15 +72,17 @@ fn cell_step(c: &mut Criterion) {
         hidden: H,
         item_embedding: random(1000 * H, 4, 1.0),
         event_type_embedding: random(2 * H, 5, 1.0),
-        discount_weight: random(H * (H + 2), 6, 0.3),
-        discount_bias: random(H, 7, 0.3),
-        weight_ih: random(3 * H * (H + 2), 8, 0.3),
-        weight_hh: random(3 * H * H, 9, 0.3),
-        bias_ih: random(3 * H, 10, 0.3),
-        bias_hh: random(3 * H, 11, 0.3),
+        blocks: vec![CellBlock {
+            width: H,
+            discount_weight: random(H * (H + 2), 6, 0.3),
+            discount_bias: random(H, 7, 0.3),
+            weight_ih: random(3 * H * (H + 2), 8, 0.3),
+            bias_ih: random(3 * H, 10, 0.3),
+            weight_hh: random(3 * H * H, 9, 0.3),
+            bias_hh: random(3 * H, 11, 0.3),
+        }],
         readout_weight: random(2 * H, 12, 0.3),
         readout_bias: random(H, 13, 0.3),
-        blocks: Vec::new(),
     };
     let mut h = vec![0.0f32; H];
     let tau = time_features(120.0, false);

@@ -5,14 +5,13 @@
 //! 0) and keeps each block's matrices packed, so a step costs `M` small steps: `O(H²/M)`.
 //!
 //! Nothing is assumed from model.json: the structure is read off the weights, so a dense cell
-//! (every ordinary model) simply has no blocks and takes the dense path.
-
-use super::model::CellWeights;
+//! (every ordinary model) is its own single block.
 
 /// The recurrent matrices of one block of width `w`, packed (row-major): the block's rows of
 /// `W_d` / `W_ih` restricted to its own `w` columns plus the two time columns (`[w, w+2]`,
 /// `[3w, w+2]` in gate order r, z, n), its diagonal block of `W_hh` per gate (`[3w, w]`), and
-/// the matching biases.
+/// the matching biases. The whole cell, as loaded, is the block of width `H` (exactly the
+/// docs/format.md tensors).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CellBlock {
     /// `w`.
@@ -42,9 +41,10 @@ fn is_block_diagonal(matrix: &[f32], rows: usize, stride: usize, h: usize, w: us
     })
 }
 
-/// The width of the finest equal blocks `cell` splits into (`hidden` when it does not split).
-pub fn block_width(cell: &CellWeights) -> usize {
-    let h = cell.hidden;
+/// The width of the finest equal blocks the (whole) cell `cell` splits into (`cell.width` when it
+/// does not split).
+pub fn block_width(cell: &CellBlock) -> usize {
+    let h = cell.width;
     // Narrowest width first: the first that holds is the finest structure.
     (1..h)
         .filter(|w| h % w == 0)
@@ -73,12 +73,13 @@ fn pack_rows(
     }
 }
 
-/// The blocks of `cell` packed for [`super::cell::step`]; empty when the cell is dense.
-pub fn split(cell: &CellWeights) -> Vec<CellBlock> {
-    let h = cell.hidden;
-    let w = block_width(cell);
+/// The whole cell `cell` split into its finest blocks, packed for [`super::cell::step`]; a cell
+/// that does not split comes back as its one block, unchanged.
+pub fn split(cell: CellBlock) -> Vec<CellBlock> {
+    let h = cell.width;
+    let w = block_width(&cell);
     if w == h {
-        return Vec::new();
+        return vec![cell];
     }
     (0..h / w)
         .map(|k| {
@@ -127,7 +128,7 @@ mod tests {
     use super::*;
 
     /// A cell of `m` random blocks of width `w` (zeros between blocks, unless `leak`).
-    fn block_cell(m: usize, w: usize, leak: bool) -> CellWeights {
+    fn block_cell(m: usize, w: usize, leak: bool) -> CellBlock {
         let h = m * w;
         let mut seed = 7u32;
         let mut next = move || {
@@ -146,15 +147,14 @@ mod tests {
                 })
                 .collect()
         };
-        let mut cell = CellWeights {
-            hidden: h,
+        let mut cell = CellBlock {
+            width: h,
             discount_weight: matrix(h, h + 2),
             weight_ih: matrix(3 * h, h + 2),
             weight_hh: matrix(3 * h, h),
             discount_bias: (0..h).map(|i| i as f32).collect(),
             bias_ih: (0..3 * h).map(|i| i as f32).collect(),
             bias_hh: (0..3 * h).map(|i| -(i as f32)).collect(),
-            ..CellWeights::default()
         };
         if leak {
             cell.weight_hh[(2 * h + h - 1) * h] = 1e-30; // gate n, last row, first column
@@ -166,7 +166,7 @@ mod tests {
     fn finds_the_finest_blocks_and_packs_them() {
         let cell = block_cell(4, 3, false);
         assert_eq!(block_width(&cell), 3);
-        let blocks = split(&cell);
+        let blocks = split(cell.clone());
         assert_eq!(blocks.len(), 4);
         let h = 12;
         let b = &blocks[2];
@@ -202,7 +202,8 @@ mod tests {
         // The leak joins the last block with the first: 4 × 3 no longer holds, nor does 2 × 6;
         // only the whole cell does.
         assert_eq!(block_width(&block_cell(4, 3, true)), 12);
-        assert!(split(&block_cell(4, 3, true)).is_empty());
+        let leaky = block_cell(4, 3, true);
+        assert_eq!(split(leaky.clone()), vec![leaky]);
         // Dense blocks are found at their own width.
         assert_eq!(block_width(&block_cell(2, 6, false)), 6);
         assert_eq!(block_width(&block_cell(1, 5, false)), 5);

@@ -51,44 +51,6 @@ fn step_avx2(
     step_generic(w, hidden, item, event_type, tau, gemv)
 }
 
-/// The recurrent matrices one step multiplies by, for the whole cell or for one block of it
-/// (`width` rows per gate; `W_d` / `W_ih` rows are `width + 2` long, the time columns last).
-struct Matrices<'a> {
-    width: usize,
-    discount_weight: &'a [f32],
-    discount_bias: &'a [f32],
-    weight_ih: &'a [f32],
-    bias_ih: &'a [f32],
-    weight_hh: &'a [f32],
-    bias_hh: &'a [f32],
-}
-
-impl<'a> Matrices<'a> {
-    fn dense(w: &'a CellWeights) -> Self {
-        Self {
-            width: w.hidden,
-            discount_weight: &w.discount_weight,
-            discount_bias: &w.discount_bias,
-            weight_ih: &w.weight_ih,
-            bias_ih: &w.bias_ih,
-            weight_hh: &w.weight_hh,
-            bias_hh: &w.bias_hh,
-        }
-    }
-
-    fn block(b: &'a CellBlock) -> Self {
-        Self {
-            width: b.width,
-            discount_weight: &b.discount_weight,
-            discount_bias: &b.discount_bias,
-            weight_ih: &b.weight_ih,
-            bias_ih: &b.bias_ih,
-            weight_hh: &b.weight_hh,
-            bias_hh: &b.bias_hh,
-        }
-    }
-}
-
 #[inline(always)]
 fn step_generic(
     w: &CellWeights,
@@ -111,27 +73,21 @@ fn step_generic(
             *x += e;
         }
     }
-    if w.blocks.is_empty() {
-        step_matrices(&Matrices::dense(w), hidden, &x, tau, &gemv);
-    } else {
-        // Independent blocks (an ensemble's members): each reads and writes only its own slice.
-        for (b, block) in w.blocks.iter().enumerate() {
-            let own = b * block.width..(b + 1) * block.width;
-            step_matrices(
-                &Matrices::block(block),
-                &mut hidden[own.clone()],
-                &x[own],
-                tau,
-                &gemv,
-            );
-        }
+    // Independent blocks (an ensemble's members; the whole cell otherwise): each reads and writes
+    // only its own slice.
+    let mut begin = 0;
+    for block in &w.blocks {
+        let own = begin..begin + block.width;
+        step_block(block, &mut hidden[own.clone()], &x[own], tau, &gemv);
+        begin += block.width;
     }
 }
 
-/// The step of docs/model.md on a state of `m.width` with input embedding `x`.
+/// The step of docs/model.md on block `m`'s slice of the state, with its slice `x` of the input
+/// embedding.
 #[inline(always)]
-fn step_matrices(
-    m: &Matrices<'_>,
+fn step_block(
+    m: &CellBlock,
     hidden: &mut [f32],
     x: &[f32],
     tau: [f32; 2],
@@ -145,7 +101,7 @@ fn step_matrices(
 
     // d = σ(W_d u + b_d);  h̃ = d ⊙ h
     let mut discounted = vec![0.0f32; h];
-    gemv(m.discount_weight, m.discount_bias, &u, &mut discounted);
+    gemv(&m.discount_weight, &m.discount_bias, &u, &mut discounted);
     for (d, &old) in discounted.iter_mut().zip(hidden.iter()) {
         *d = sigmoid(*d) * old;
     }
@@ -153,8 +109,8 @@ fn step_matrices(
     // a = W_ih u + b_ih;  g = W_hh h̃ + b_hh  (gate order r, z, n)
     let mut a = vec![0.0f32; 3 * h];
     let mut g = vec![0.0f32; 3 * h];
-    gemv(m.weight_ih, m.bias_ih, &u, &mut a);
-    gemv(m.weight_hh, m.bias_hh, &discounted, &mut g);
+    gemv(&m.weight_ih, &m.bias_ih, &u, &mut a);
+    gemv(&m.weight_hh, &m.bias_hh, &discounted, &mut g);
     for i in 0..h {
         let r = sigmoid(a[i] + g[i]);
         let z = sigmoid(a[h + i] + g[h + i]);
@@ -181,7 +137,8 @@ pub fn readout(w: &CellWeights, hidden: &[f32], tau: [f32; 2], query: &mut Vec<f
 mod tests {
     use super::*;
 
-    /// A direct, unoptimized transcription of docs/model.md in f64.
+    /// A direct, unoptimized transcription of docs/model.md in f64, on a cell loaded whole (one
+    /// block: the docs/format.md matrices).
     fn reference_step(
         w: &CellWeights,
         h0: &[f32],
@@ -190,6 +147,12 @@ mod tests {
         tau: [f32; 2],
     ) -> Vec<f64> {
         let hd = w.hidden;
+        assert_eq!(
+            w.blocks.len(),
+            1,
+            "the reference reads the whole cell's matrices"
+        );
+        let m = &w.blocks[0];
         let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
         let mut u: Vec<f64> = (0..hd)
             .map(|j| {
@@ -209,10 +172,10 @@ mod tests {
                 })
                 .collect()
         };
-        let d = mv(&w.discount_weight, &w.discount_bias, &u, hd);
+        let d = mv(&m.discount_weight, &m.discount_bias, &u, hd);
         let ht: Vec<f64> = (0..hd).map(|j| sig(d[j]) * f64::from(h0[j])).collect();
-        let a = mv(&w.weight_ih, &w.bias_ih, &u, 3 * hd);
-        let g = mv(&w.weight_hh, &w.bias_hh, &ht, 3 * hd);
+        let a = mv(&m.weight_ih, &m.bias_ih, &u, 3 * hd);
+        let g = mv(&m.weight_hh, &m.bias_hh, &ht, 3 * hd);
         (0..hd)
             .map(|j| {
                 let r = sig(a[j] + g[j]);
@@ -254,9 +217,9 @@ mod tests {
     fn a_block_diagonal_cell_steps_block_by_block_as_the_dense_cell_does() {
         let dir = crate::engine::model_dir::tests::temp_dir("cell-blocks");
         crate::engine::model_dir::tests::write_model(&dir, 12, 20, 2, 5);
-        let mut cell = crate::engine::model_dir::load_model(&dir).unwrap().cell;
+        let mut dense = crate::engine::model_dir::load_model(&dir).unwrap().cell;
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(cell.blocks.is_empty(), "a random cell is dense");
+        assert_eq!(dense.blocks.len(), 1, "a random cell is dense");
         // Zero every weight between the three blocks of 4, as an ensemble's export has them.
         let h = 12;
         let cut = |m: &mut Vec<f32>, stride: usize| {
@@ -267,11 +230,12 @@ mod tests {
                 }
             }
         };
-        cut(&mut cell.discount_weight, h + 2);
-        cut(&mut cell.weight_ih, h + 2);
-        cut(&mut cell.weight_hh, h);
-        let dense = cell.clone();
-        cell.blocks = crate::engine::blocks::split(&cell);
+        let whole_cell = &mut dense.blocks[0];
+        cut(&mut whole_cell.discount_weight, h + 2);
+        cut(&mut whole_cell.weight_ih, h + 2);
+        cut(&mut whole_cell.weight_hh, h);
+        let mut cell = dense.clone();
+        cell.blocks = crate::engine::blocks::split(dense.blocks[0].clone());
         assert_eq!(cell.blocks.len(), 3);
         let h0: Vec<f32> = (0..h).map(|i| (i as f32 * 0.61).cos()).collect();
         for isa in [Isa::Portable, Isa::detect()] {

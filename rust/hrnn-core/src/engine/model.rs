@@ -177,24 +177,14 @@ pub struct CellWeights {
     pub item_embedding: Vec<f32>,
     /// `K`, `[K, H]`.
     pub event_type_embedding: Vec<f32>,
-    /// `W_d`, `[H, H+2]`.
-    pub discount_weight: Vec<f32>,
-    /// `b_d`, `[H]`.
-    pub discount_bias: Vec<f32>,
-    /// `W_ih`, `[3H, H+2]`, gate order r, z, n.
-    pub weight_ih: Vec<f32>,
-    /// `W_hh`, `[3H, H]`.
-    pub weight_hh: Vec<f32>,
-    /// `b_ih`, `[3H]`.
-    pub bias_ih: Vec<f32>,
-    /// `b_hh`, `[3H]`.
-    pub bias_hh: Vec<f32>,
+    /// The recurrent matrices `W_d`, `W_ih`, `W_hh` and their biases, as the cell's independent
+    /// blocks ([`super::blocks::split`]): one block of width `H` for an ordinary cell, `M` for an
+    /// `M`-member ensemble.
+    pub blocks: Vec<CellBlock>,
     /// `W_q`, `[H, 2]`.
     pub readout_weight: Vec<f32>,
     /// `b_q`, `[H]`.
     pub readout_bias: Vec<f32>,
-    /// The cell's independent blocks, packed ([`super::blocks::split`]); empty for a dense cell.
-    pub blocks: Vec<CellBlock>,
 }
 
 /// Training users stored in the model: final state, last timestamp and recent history (CSR).

@@ -13,6 +13,7 @@ use rustc_hash::FxHashMap;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value};
 
+use super::blocks::CellBlock;
 use super::kernels::Isa;
 use super::model::{CellWeights, ItemTable, Model, StoredUsers};
 use crate::error::{Error, Result};
@@ -310,21 +311,22 @@ fn build(meta: Metadata, bytes: &[u8], file: &str) -> Result<Model> {
     popularity_order.sort_by_key(|&j| (std::cmp::Reverse(popularity[j as usize]), j));
     let popularity_total = popularity.iter().map(|&c| c as f64).sum();
     let table = ItemTable::new(&output_weight, &output_bias, h);
-    let mut cell = CellWeights {
+    let cell = CellWeights {
         hidden: h,
         item_embedding,
         event_type_embedding,
-        discount_weight,
-        discount_bias,
-        weight_ih,
-        weight_hh,
-        bias_ih,
-        bias_hh,
+        blocks: super::blocks::split(CellBlock {
+            width: h,
+            discount_weight,
+            discount_bias,
+            weight_ih,
+            bias_ih,
+            weight_hh,
+            bias_hh,
+        }),
         readout_weight,
         readout_bias,
-        blocks: Vec::new(),
     };
-    cell.blocks = super::blocks::split(&cell);
     Ok(Model {
         hidden: h,
         item_ids: meta.item_ids,
