@@ -405,7 +405,7 @@ def test_loss_exclude_seen_masks_each_rows_earlier_items(log: dict[str, np.ndarr
     logits = torch.zeros(int(batch["rows"].numel()), prepared.sessions.num_items)
     target = batch["target"].flatten()[batch["rows"]].unsqueeze(1)
     batch = {**batch, "seen_item": torch.cat([batch["seen_item"][:-1], target[-1]])}
-    masked = trainer._mask_seen(logits, batch, target)
+    masked = trainer._mask_seen(logits, batch, target, torch.ones(target.shape))
     assert torch.isinf(masked[batch["seen_row"][:-1], batch["seen_item"][:-1]]).all()
     assert torch.isfinite(masked.gather(1, target)).all()
     m = hrnn.train(data, **{**FAST, "epochs": 2, "loss_exclude_seen": True, "target_window": 2})

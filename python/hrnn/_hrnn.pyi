@@ -12,7 +12,10 @@ __all__ = [
     "__version__",
     "get_num_threads",
     "read_event_log",
+    "recurrence_backward",
+    "recurrence_forward",
     "set_num_threads",
+    "softmax_cross_entropy",
 ]
 
 __version__: str
@@ -155,3 +158,36 @@ def read_event_log(
 # ---- threads (rust/hrnn-py/src/threads.rs) -----------------------------------------------------------
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
+
+# ---- training kernels (rust/hrnn-py/src/training.rs) -------------------------------------------------
+def softmax_cross_entropy(
+    input: npt.NDArray[np.float32],
+    table: npt.NDArray[np.float32],
+    bias: npt.NDArray[np.float32],
+    target_items: npt.NDArray[np.int64],
+    target_weights: npt.NDArray[np.float32],
+    exclusion_items: npt.NDArray[np.int64] | None = None,
+    exclusion_starts: npt.NDArray[np.int64] | None = None,
+    exclusion_stops: npt.NDArray[np.int64] | None = None,
+) -> tuple[float, npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+def recurrence_forward(
+    input_gates: npt.NDArray[np.float32],
+    discount: npt.NDArray[np.float32],
+    keep: npt.NDArray[np.bool_],
+    initial: npt.NDArray[np.float32],
+    weight_hh: npt.NDArray[np.float32],
+    bias_hh: npt.NDArray[np.float32],
+    save: bool,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]: ...
+def recurrence_backward(
+    discount: npt.NDArray[np.float32],
+    keep: npt.NDArray[np.bool_],
+    initial: npt.NDArray[np.float32],
+    weight_hh: npt.NDArray[np.float32],
+    bias_hh: npt.NDArray[np.float32],
+    states: npt.NDArray[np.float32],
+    saved: npt.NDArray[np.float32],
+    grad_states: npt.NDArray[np.float32],
+) -> tuple[
+    npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]
+]: ...

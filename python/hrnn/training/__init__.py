@@ -71,6 +71,7 @@ def train(
     patience: int = _DEFAULTS.patience,
     plateau_decay: float = _DEFAULTS.plateau_decay,
     ensemble_size: int = _DEFAULTS.ensemble_size,
+    cpu_kernels: bool = _DEFAULTS.cpu_kernels,
     device: Any = "auto",
     amp: bool = False,
     seed: int = 0,
@@ -126,6 +127,8 @@ def train(
         ensemble_size: train this many members of width ``hidden_dimension`` (seeds derived from
             ``seed``) and export them as one block-diagonal model of width
             ``ensemble_size × hidden_dimension`` that averages their logits (1 = a single model).
+        cpu_kernels: on CPU, hrnn's fused kernels for the cell's BPTT and the full softmax (False:
+            torch's ops only).
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, a ``torch.device``.
         amp: bfloat16 autocast on CUDA (ignored on CPU).
         seed: seed of every random choice; the same seed gives the same weights on CPU.
@@ -177,6 +180,7 @@ def train(
         session_timeout=session_timeout,
         seed=seed,
         ensemble_size=ensemble_size,
+        cpu_kernels=cpu_kernels,
     )
     if not isinstance(amp, bool):
         raise TypeError(f"amp: expected True or False, found {type(amp).__name__} {amp!r}")

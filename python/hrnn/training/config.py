@@ -149,6 +149,9 @@ class TrainingConfig:
             of a decay; docs/training.md).
         session_timeout: seconds; a longer gap starts a new session, in [0, 10**10].
         seed: seed of every random choice (init, order, dropout, negatives, validation sample).
+        cpu_kernels: on a CPU, run the recurrent cell's BPTT and the full-softmax loss through
+            hrnn's fused kernels (``hrnn.training.kernels``; the same results as torch's ops up to
+            rounding, several times faster). False: torch's ops only, as on a GPU.
         ensemble_size: ``M`` independently trained members (seeds from ``seed``), each an HRNN of
             width ``hidden_dimension``, exported as one block-diagonal model of width
             ``M × hidden_dimension`` whose logits are the mean of the members' (docs/model.md):
@@ -185,6 +188,7 @@ class TrainingConfig:
     session_timeout: int = DEFAULT_SESSION_TIMEOUT
     seed: int = 0
     ensemble_size: int = 1
+    cpu_kernels: bool = True
 
     def __post_init__(self) -> None:
         _check_int("epochs", self.epochs, 1, 10_000)
@@ -223,6 +227,7 @@ class TrainingConfig:
         _check_int("session_timeout", self.session_timeout, 0, 10**10)
         _check_int("seed", self.seed, 0, 2**63 - 1)
         _check_int("ensemble_size", self.ensemble_size, 1, 32)
+        _check_bool("cpu_kernels", self.cpu_kernels)
 
     def resolved_batch_size(self, num_events: int) -> int:
         """The batch size used for ``num_events`` training events.

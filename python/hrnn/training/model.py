@@ -15,6 +15,7 @@ import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 from torch import nn
 
 from hrnn import model_format as fmt
+from hrnn.training import kernels
 
 __all__ = ["HRNN"]
 
@@ -33,6 +34,9 @@ class HRNN(nn.Module):
         tie_embeddings: use ``E`` as the output embedding ``O``.
         dropout_embedding: dropout on ``x_t`` in training.
         dropout_hidden: dropout on ``o`` in training.
+        cpu_kernels: run the recurrence through hrnn's fused CPU kernel
+            (:func:`hrnn.training.kernels.recurrence`) when the state is a float32 CPU tensor; False:
+            torch's ops step by step (the same results up to rounding; the only path on GPUs).
     """
 
     def __init__(
@@ -44,9 +48,11 @@ class HRNN(nn.Module):
         tie_embeddings: bool = False,
         dropout_embedding: float = 0.0,
         dropout_hidden: float = 0.0,
+        cpu_kernels: bool = True,
     ) -> None:
         super().__init__()
         h = hidden_dimension
+        self.cpu_kernels = cpu_kernels
         self.num_items = num_items
         self.hidden_dimension = h
         self.tie_embeddings = tie_embeddings
@@ -131,7 +137,14 @@ class HRNN(nn.Module):
         u = self.inputs(item, event_type, time)
         # Everything that depends only on u_t is computed for all steps at once.
         discount = torch.sigmoid(F.linear(u, self.discount.weight, self.discount.bias))
-        gi_r, gi_z, gi_n = F.linear(u, self.gru.weight_ih, self.gru.bias_ih).chunk(3, dim=-1)
+        input_gates = F.linear(u, self.gru.weight_ih, self.gru.bias_ih)
+        if self.cpu_kernels and u.shape[0] > 0 and kernels.available(input_gates, state):
+            keep_np = np.ones(u.shape[:2], dtype=np.bool_) if reset is None else (~reset).cpu().numpy()
+            states = kernels.recurrence(
+                input_gates, discount, keep_np, state, self.gru.weight_hh, self.gru.bias_hh
+            )
+            return states, states[-1]
+        gi_r, gi_z, gi_n = input_gates.chunk(3, dim=-1)
         keep = None if reset is None else (~reset).unsqueeze(-1).to(u.dtype)
         h = state
         outputs = []

@@ -23,10 +23,12 @@ from hrnn import model_format as fmt
 from hrnn.interactions import Interactions
 from hrnn.sessions import Sessions
 from hrnn.trained_model import TrainedModel
+from hrnn.training import kernels
 from hrnn.training.batching import (
     EventFeatures,
     SlotLayout,
     Window,
+    balanced_slots,
     build_layout,
     recency_weights,
     shuffle_ties,
@@ -194,13 +196,18 @@ def prepare_data(
 
 
 class _TrainingStep(nn.Module):
-    """One window's forward pass and loss (a module so that DDP can wrap it)."""
+    """One window's forward pass and loss (a module so that DDP can wrap it).
 
-    def __init__(self, model: HRNN, config: TrainingConfig, full_softmax: bool) -> None:
+    ``fused``: the full softmax runs through :func:`kernels.softmax_cross_entropy` (CPU) instead of
+    torch's logits and cross-entropy.
+    """
+
+    def __init__(self, model: HRNN, config: TrainingConfig, full_softmax: bool, fused: bool = False) -> None:
         super().__init__()
         self.model = model
         self.config = config
         self.full_softmax = full_softmax
+        self.fused = fused and full_softmax
 
     def forward(
         self, batch: dict[str, torch.Tensor], state: torch.Tensor, extra: torch.Tensor, log_q: torch.Tensor
@@ -211,11 +218,13 @@ class _TrainingStep(nn.Module):
         o = model.read_out(states.flatten(0, 1)[rows], batch["target_time"].flatten(0, 1)[rows])
         target = batch["target"].flatten()[rows]
         weight = batch["weight"].flatten()[rows]
-        if "window_target" in batch:
+        if self.fused:
+            loss = _fused_softmax_loss(model, o, batch, target, weight)
+        elif "window_target" in batch:
             window_target = batch["window_target"].flatten(0, 1)[rows]
             window_weight = batch["window_weight"].flatten(0, 1)[rows]
             if self.full_softmax:
-                logits = _mask_seen(model.logits(o), batch, window_target)
+                logits = _mask_seen(model.logits(o), batch, window_target, window_weight)
                 loss = full_softmax_window_loss(logits, window_target, window_weight)
             else:
                 loss = sampled_softmax_window_loss(
@@ -229,7 +238,8 @@ class _TrainingStep(nn.Module):
                     model.output_bias,
                 )
         elif self.full_softmax:
-            loss = full_softmax_loss(_mask_seen(model.logits(o), batch, target.unsqueeze(1)), target, weight)
+            logits = _mask_seen(model.logits(o), batch, target.unsqueeze(1), weight.unsqueeze(1))
+            loss = full_softmax_loss(logits, target, weight)
         elif self.config.loss == "bpr-max":
             loss = bpr_max_loss(
                 o,
@@ -247,13 +257,35 @@ class _TrainingStep(nn.Module):
         return loss, last
 
 
-def _mask_seen(logits: torch.Tensor, batch: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
-    """``logits`` with each row's earlier items (``seen_row``/``seen_item``) at −∞, its targets kept."""
+def _fused_softmax_loss(
+    model: HRNN, o: torch.Tensor, batch: dict[str, torch.Tensor], target: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """The full-softmax loss of the read-out ``o`` through the fused CPU kernel."""
+    rows = batch["rows"]
+    if "window_target" in batch:
+        items = batch["window_target"].flatten(0, 1)[rows]
+        weights = batch["window_weight"].flatten(0, 1)[rows]
+    else:
+        items, weights = target.unsqueeze(1), weight.unsqueeze(1)
+    exclusions = None
+    if "seen_start" in batch:
+        exclusions = (batch["seen_items"].numpy(), batch["seen_start"].numpy(), batch["seen_stop"].numpy())
+    return kernels.softmax_cross_entropy(
+        o, model.output_embedding, model.output_bias, items.numpy(), weights.numpy(), exclusions
+    )
+
+
+def _mask_seen(
+    logits: torch.Tensor, batch: dict[str, torch.Tensor], targets: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """``logits`` with each row's earlier items (``seen_row``/``seen_item``) at −∞, its targets of
+    positive weight kept."""
     if "seen_row" not in batch:
         return logits
     mask = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
     mask[batch["seen_row"], batch["seen_item"]] = True
-    mask.scatter_(1, targets, False)
+    row, column = (weights > 0).nonzero(as_tuple=True)
+    mask[row, targets[row, column]] = False
     return logits.float().masked_fill(mask, -math.inf)
 
 
@@ -272,16 +304,27 @@ def _seen_pairs(
     return rows, features.item[np.repeat(first, counts) + within]
 
 
+def _seen_ranges(
+    window: Window, user_start: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per training row (as :func:`_seen_pairs`), the range ``[start, stop)`` of event positions
+    whose items its user has had up to its input event."""
+    position = window.position.reshape(-1)[np.flatnonzero(window.weight.reshape(-1) > 0)]
+    return user_start[position], position + 1
+
+
 def _to_device(
     window: Window,
     device: torch.device,
     targets_ahead: bool = False,
     seen: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
+    seen_ranges: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The window as torch tensors on ``device`` (through pinned memory on CUDA).
 
     ``targets_ahead`` adds ``window_target`` and ``window_weight`` (a ``target_window`` > 1);
-    ``seen`` adds ``seen_row`` and ``seen_item`` (``loss_exclude_seen``).
+    ``seen`` adds ``seen_row`` and ``seen_item`` (``loss_exclude_seen``), ``seen_ranges`` adds
+    ``seen_items``, ``seen_start`` and ``seen_stop`` (the same for the fused kernel).
     """
     arrays: dict[str, np.ndarray] = {
         "item": window.item,
@@ -298,6 +341,8 @@ def _to_device(
         arrays["window_weight"] = window.window_weight
     if seen is not None:
         arrays["seen_row"], arrays["seen_item"] = seen
+    if seen_ranges is not None:
+        arrays["seen_items"], arrays["seen_start"], arrays["seen_stop"] = seen_ranges
     pin = device.type == "cuda"
     out = {}
     for name, array in arrays.items():
@@ -315,11 +360,18 @@ def _windows(
     target_window: int = 1,
     target_window_decay: float = 1.0,
     user_start: npt.NDArray[np.int64] | None = None,
+    seen_as_ranges: bool = False,
 ) -> Iterator[dict[str, torch.Tensor]]:
+    """The layout's windows as tensors; with ``user_start``, each row's earlier items (as pairs,
+    or as ranges into ``features.item`` with ``seen_as_ranges``)."""
     for index in range(layout.num_windows):
         window = layout.window(index, features, target_window, target_window_decay)
-        seen = None if user_start is None else _seen_pairs(window, features, user_start)
-        yield _to_device(window, device, targets_ahead=target_window > 1, seen=seen)
+        seen = ranges = None
+        if user_start is not None and seen_as_ranges:
+            ranges = (features.item, *_seen_ranges(window, user_start))
+        elif user_start is not None:
+            seen = _seen_pairs(window, features, user_start)
+        yield _to_device(window, device, targets_ahead=target_window > 1, seen=seen, seen_ranges=ranges)
 
 
 @torch.no_grad()
@@ -656,12 +708,14 @@ def _fit_member(
         tie_embeddings=config.tie_embeddings,
         dropout_embedding=config.dropout_embedding,
         dropout_hidden=config.dropout_hidden,
+        cpu_kernels=config.cpu_kernels,
     )
     counts = np.bincount(sessions.item_index, minlength=num_items).astype(np.float64)
     model.reset_parameters(torch.from_numpy(np.log1p(counts)).float())
     model.to(dev)
     full_softmax = config.loss == "cross-entropy" and num_items <= config.full_softmax_max_items
-    step: nn.Module = _TrainingStep(model, config, full_softmax)
+    fused = config.cpu_kernels and dev.type == "cpu"
+    step: nn.Module = _TrainingStep(model, config, full_softmax, fused=fused)
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -715,7 +769,10 @@ def _fit_member(
             )
             epoch_features = features.permuted(perm)
         mine = order[ctx.rank :: ctx.world_size]
-        layout = build_layout(starts[mine], data.train_stop[mine], num_slots, hyper.bptt)
+        slot = balanced_slots(
+            data.train_stop[mine] - starts[mine], num_slots, np.random.default_rng([config.seed, 4, epoch])
+        )
+        layout = build_layout(starts[mine], data.train_stop[mine], num_slots, hyper.bptt, slot=slot)
         layout = layout.padded_to(ctx.max_int(layout.num_windows, dev))
         model.train()
         state = torch.zeros(num_slots, hidden, device=dev)
@@ -729,7 +786,13 @@ def _fit_member(
             unit="batch",
         )
         for batch in _windows(
-            layout, epoch_features, dev, config.target_window, config.target_window_decay, seen_start
+            layout,
+            epoch_features,
+            dev,
+            config.target_window,
+            config.target_window_decay,
+            seen_start,
+            seen_as_ranges=fused,
         ):
             extra_np = sampler.sample(extra_count)
             extra = torch.from_numpy(extra_np).to(dev)

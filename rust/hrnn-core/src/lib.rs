@@ -14,6 +14,7 @@ pub mod id_table;
 pub mod interactions;
 mod separators;
 pub mod sessions;
+pub mod training;
 
 pub use error::{Error, Result};
 pub use interactions::{Columns, DropRule, Interactions};

@@ -6,6 +6,7 @@ mod errors;
 mod interactions;
 mod recommender;
 mod threads;
+mod training;
 
 use pyo3::prelude::*;
 
@@ -26,6 +27,8 @@ mod _hrnn {
     use super::recommender::{read_event_log, Recommender};
     #[pymodule_export]
     use super::threads::{get_num_threads, set_num_threads};
+    #[pymodule_export]
+    use super::training::{recurrence_backward, recurrence_forward, softmax_cross_entropy};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
