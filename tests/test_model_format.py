@@ -43,8 +43,12 @@ def make_model(
         fmt.USERS_STATE: f32(u, h),
         fmt.USERS_LAST_TIMESTAMP: np.arange(u, dtype=np.int64) + 1_600_000_000,
         fmt.USERS_HISTORY_OFFSETS: np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        fmt.USERS_HISTORY_ITEMS: rng.integers(0, n, int(lengths.sum())).astype(np.int32),
+        fmt.USERS_HISTORY_ITEMS: np.array([1, 4, 0, 2, 2], dtype=np.int32)[: int(lengths.sum())] % n,
     }
+    user = np.repeat(np.arange(u), lengths)
+    item = tensors[fmt.USERS_HISTORY_ITEMS]
+    seen = fmt.seen_entries(user, item, np.arange(item.size) % k, u, k)
+    tensors[fmt.USERS_SEEN_OFFSETS], tensors[fmt.USERS_SEEN_ITEMS], tensors[fmt.USERS_SEEN_EVENT_TYPES] = seen
     meta = {
         "format": fmt.FORMAT_NAME,
         "format_version": fmt.FORMAT_VERSION,
@@ -122,6 +126,9 @@ def test_invalid_model_leaves_existing_directory_untouched(tmp_path: Path) -> No
             r"history_offsets: expected non-dec",
         ),
         (fmt.USERS_STATE, np.zeros((2, 4), dtype=np.float32), r"users\.state: expected shape \[3, 4\]"),
+        (fmt.USERS_SEEN_EVENT_TYPES, np.array([0, 1, 2, 0, 1], dtype=np.int32), r"event-type indices"),
+        (fmt.USERS_SEEN_ITEMS, np.array([4, 1, 0, 2, 2], dtype=np.int32), r"strictly increasing"),
+        (fmt.USERS_SEEN_OFFSETS, np.array([0, 2, 1, 5], dtype=np.int64), r"seen_offsets: expected non-dec"),
     ],
 )
 def test_writer_rejects_tensors_that_break_the_contract(
@@ -148,7 +155,7 @@ def test_writer_rejects_missing_and_unknown_tensors(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"format_version": 2}, "reads versions 1..1, found 2"),
+        ({"format_version": 3}, "reads versions 1..2, found 3"),
         ({"format": "other"}, "field 'format'"),
         ({"item_ids": ["a", "a", "b", "c", "d"]}, "'item_ids': ids must be distinct"),
         ({"hyperparameters": {"hidden_dimension": 4}}, "hyperparameters.bptt"),
@@ -187,3 +194,21 @@ def test_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "m").write_text("x")
     with pytest.raises(NotADirectoryError):
         fmt.write_model_dir(tmp_path / "m", tensors, meta)
+
+
+def test_seen_entries_are_each_users_distinct_item_and_type_pairs() -> None:
+    user = np.array([2, 0, 2, 2, 0, 2])
+    item = np.array([5, 1, 3, 5, 1, 5])
+    kind = np.array([1, 0, 0, 1, 0, 0])
+    offsets, items, types = fmt.seen_entries(user, item, kind, num_users=4, num_event_types=2)
+    np.testing.assert_array_equal(offsets, [0, 1, 1, 4, 4])
+    np.testing.assert_array_equal(items, [1, 3, 5, 5])
+    np.testing.assert_array_equal(types, [0, 0, 0, 1])
+
+
+def test_a_version_one_directory_still_reads(tmp_path: Path) -> None:
+    tensors, meta = make_model()
+    for name in (fmt.USERS_SEEN_OFFSETS, fmt.USERS_SEEN_ITEMS, fmt.USERS_SEEN_EVENT_TYPES):
+        del tensors[name]
+    path = fmt.write_model_dir(tmp_path / "m", tensors, {**meta, "format_version": 1})
+    assert fmt.USERS_SEEN_ITEMS not in fmt.read_model_dir(path).tensors

@@ -163,3 +163,25 @@ def test_a_model_without_event_types_uses_its_single_type_for_every_event(tmp_pa
     state = rec.state("a")
     assert state is not None
     np.testing.assert_allclose(state[0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_exclude_seen_leaves_out_everything_the_events_touched_by_type(rec: hrnn.Recommender) -> None:
+    # 8 events: more than the fixture's history_limit of 5, so the history forgets the first 3
+    events = [click(f"item{j}", T0 + j) for j in range(6)]
+    events += [
+        {**click("item6", T0 + 6), "event_type": "buy"},
+        {**click("item7", T0 + 7), "event_type": "rate"},
+    ]
+    rec.put_events(user_id="new-user", session_id="s", events=events)
+    assert len(rec.history("new-user")) == 5
+    listed = {item for item, _ in rec.recommend("new-user", 40, exclude_seen=True)}
+    assert listed == {f"item{j}" for j in range(8, 40)}
+    only_buys = {item for item, _ in rec.recommend("new-user", 40, exclude_seen=["buy"])}
+    assert only_buys == {f"item{j}" for j in range(40)} - {"item6"}
+    clicks_and_rates = {item for item, _ in rec.recommend("new-user", 40, exclude_seen=["click", "rate"])}
+    assert clicks_and_rates == {f"item{j}" for j in (6, *range(8, 40))}
+    assert len(rec.recommend("new-user", 40, exclude_seen=["nothing-like-it"])) == 40
+    batch = rec.recommend_batch(["new-user"], 40, exclude_seen=["buy"])
+    assert set(rec.item_ids_of(batch.item_indices[0][batch.item_indices[0] >= 0])) == only_buys
+    with pytest.raises(TypeError, match="exclude_seen: expected True, False or a list of event types"):
+        rec.recommend("new-user", 5, exclude_seen="buy")  # type: ignore[arg-type]

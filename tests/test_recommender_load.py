@@ -99,9 +99,9 @@ CASES: list[tuple[str, Any, Any, str]] = [
     ),
     (
         "future format version",
-        lambda m: m.update(format_version=2),
+        lambda m: m.update(format_version=3),
         None,
-        "model.json: format_version: version 2 is newer than this hrnn reads",
+        "model.json: format_version: version 3 is newer than this hrnn reads",
     ),
     (
         "wrong format name",

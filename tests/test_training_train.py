@@ -299,7 +299,7 @@ def test_save_load_round_trip(model: hrnn.TrainedModel, log: dict[str, np.ndarra
     path = model.save(tmp_path / "model")
     read = fmt.read_model_dir(path)
     meta = read.meta
-    assert meta["format"] == "hrnn-model" and meta["format_version"] == 1
+    assert meta["format"] == "hrnn-model" and meta["format_version"] == 2
     assert meta["hyperparameters"]["hidden_dimension"] == 32
     assert meta["training"]["epochs"] == 8 and "learning_rate" in meta["training"]
     assert meta["session_timeout"] == 1800 and meta["history_limit"] == 100
@@ -314,6 +314,18 @@ def test_save_load_round_trip(model: hrnn.TrainedModel, log: dict[str, np.ndarra
         assert count == len({u for u, i in pairs if i == int(item_id)})
     offsets, items = read.tensors[fmt.USERS_HISTORY_OFFSETS], read.tensors[fmt.USERS_HISTORY_ITEMS]
     assert np.all(np.diff(offsets) == 20)
+    # Seen sets: every distinct (item, event type) of each user's training events.
+    seen_offsets = read.tensors[fmt.USERS_SEEN_OFFSETS]
+    seen_items, seen_types = read.tensors[fmt.USERS_SEEN_ITEMS], read.tensors[fmt.USERS_SEEN_EVENT_TYPES]
+    user_row = {u: r for r, u in enumerate(model.user_ids)}
+    for u in ("0", "17"):
+        r = user_row[u]
+        span = slice(seen_offsets[r], seen_offsets[r + 1])
+        pairs = zip(seen_items[span], seen_types[span], strict=True)
+        got = {(model.item_ids[i], meta["event_types"][k]) for i, k in pairs}
+        mine = log["user"] == int(u)
+        want = zip(log["item"][mine].astype(str).tolist(), log["event_type"][mine].tolist(), strict=True)
+        assert got == set(want)
     first = [model.item_ids[i] for i in items[offsets[0] : offsets[1]]]
     assert all((int(b) - int(a)) % 30 == 1 for a, b in itertools.pairwise(first))
     loaded = hrnn.TrainedModel.load(path)

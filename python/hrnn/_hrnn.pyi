@@ -122,6 +122,7 @@ class Recommender:
         exclude_items: list[str] | None = None,
         include_items: list[str] | None = None,
         at: float | None = None,
+        seen_event_types: list[str] | None = None,
     ) -> list[tuple[str, float]]: ...
     def recommend_batch(
         self,
@@ -130,6 +131,7 @@ class Recommender:
         exclude_seen: bool = False,
         exclude_items: list[str] | None = None,
         at: float | None = None,
+        seen_event_types: list[str] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     def put_events(self, session_id: str, events: object, user_id: str | None = None) -> int: ...
     def history(self, user_id: str) -> list[str]: ...

@@ -1,4 +1,4 @@
-"""The model directory contract (docs/format.md, format version 1), written and read in one place.
+"""The model directory contract (docs/format.md, format version 2), written and read in one place.
 
 A model directory holds ``model.json`` (metadata) and ``model.safetensors`` (every tensor). This
 module is the Python side of the contract: the tensor names, dtypes and shapes below are the ones
@@ -6,7 +6,7 @@ the Rust loader (``rust/hrnn-core/src/engine/model_dir.rs``) expects. It needs n
 ``safetensors`` package, never torch.
 
 ``H`` = hidden_dimension, ``N`` = items, ``K`` = event types, ``U`` = training users, ``R`` = total
-length of the stored recent histories.
+length of the stored recent histories, ``S`` = total number of seen (item, event type) entries.
 
 =========================== ===== ========== =========================================================
 tensor                      dtype shape      meaning
@@ -28,7 +28,13 @@ tensor                      dtype shape      meaning
 ``users.last_timestamp``    I64   [U]        Unix seconds of each user's last training event
 ``users.history_offsets``   I64   [U+1]      CSR offsets into ``users.history_items``
 ``users.history_items``     I32   [R]        most recent ≤ ``history_limit`` item indices, oldest first
+``users.seen_offsets``      I64   [U+1]      CSR offsets into ``users.seen_*`` (format version 2)
+``users.seen_items``        I32   [S]        each user's distinct (item, event type) pairs: the items …
+``users.seen_event_types``  I32   [S]        … and event types, sorted by item then type per user
 =========================== ===== ========== =========================================================
+
+Format version 1 (hrnn 0.1) lacks the three ``users.seen_*`` tensors; it is still read (the engine
+then treats the recent history as what each user has seen).
 """
 
 from __future__ import annotations
@@ -71,16 +77,21 @@ __all__ = [
     "USERS_HISTORY_ITEMS",
     "USERS_HISTORY_OFFSETS",
     "USERS_LAST_TIMESTAMP",
+    "USERS_SEEN_EVENT_TYPES",
+    "USERS_SEEN_ITEMS",
+    "USERS_SEEN_OFFSETS",
     "USERS_STATE",
     "ModelDir",
     "read_model_dir",
+    "seen_entries",
+    "tensor_names",
     "write_model_dir",
 ]
 
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "hrnn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_FILE = "model.json"
 TENSORS_FILE = "model.safetensors"
 #: Most recent items stored per training user.
@@ -103,6 +114,9 @@ USERS_STATE = "users.state"
 USERS_LAST_TIMESTAMP = "users.last_timestamp"
 USERS_HISTORY_OFFSETS = "users.history_offsets"
 USERS_HISTORY_ITEMS = "users.history_items"
+USERS_SEEN_OFFSETS = "users.seen_offsets"
+USERS_SEEN_ITEMS = "users.seen_items"
+USERS_SEEN_EVENT_TYPES = "users.seen_event_types"
 
 # name -> (dtype, shape in symbols); symbols: H, N, K, U, R and the expressions below.
 _SPEC: dict[str, tuple[np.dtype[Any], tuple[str, ...]]] = {
@@ -123,10 +137,23 @@ _SPEC: dict[str, tuple[np.dtype[Any], tuple[str, ...]]] = {
     USERS_LAST_TIMESTAMP: (np.dtype(np.int64), ("U",)),
     USERS_HISTORY_OFFSETS: (np.dtype(np.int64), ("U+1",)),
     USERS_HISTORY_ITEMS: (np.dtype(np.int32), ("R",)),
+    USERS_SEEN_OFFSETS: (np.dtype(np.int64), ("U+1",)),
+    USERS_SEEN_ITEMS: (np.dtype(np.int32), ("S",)),
+    USERS_SEEN_EVENT_TYPES: (np.dtype(np.int32), ("S",)),
 }
 
-#: Every tensor of format version 1, in the order of docs/format.md.
+#: Every tensor of the current format version, in the order of docs/format.md.
 TENSOR_NAMES: tuple[str, ...] = tuple(_SPEC)
+#: The tensors format version 1 lacks.
+_SINCE_VERSION_2 = (USERS_SEEN_OFFSETS, USERS_SEEN_ITEMS, USERS_SEEN_EVENT_TYPES)
+
+
+def tensor_names(format_version: int) -> tuple[str, ...]:
+    """The tensors of a model directory of ``format_version``."""
+    if format_version >= 2:
+        return TENSOR_NAMES
+    return tuple(name for name in TENSOR_NAMES if name not in _SINCE_VERSION_2)
+
 
 _REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "format": str,
@@ -167,8 +194,20 @@ def _dims(tensors: Mapping[str, npt.NDArray[Any]], meta: Mapping[str, Any], wher
             f"{where}: field hyperparameters.hidden_dimension: expected a positive int, found {h!r}"
         )
     r = tensors[USERS_HISTORY_ITEMS].shape[0] if USERS_HISTORY_ITEMS in tensors else 0
+    seen = tensors[USERS_SEEN_ITEMS].shape[0] if USERS_SEEN_ITEMS in tensors else 0
     n, k, u = len(meta["item_ids"]), len(meta["event_types"]), len(meta["user_ids"])
-    return {"H": h, "H+2": h + 2, "3H": 3 * h, "2": 2, "N": n, "K": k, "U": u, "U+1": u + 1, "R": int(r)}
+    return {
+        "H": h,
+        "H+2": h + 2,
+        "3H": 3 * h,
+        "2": 2,
+        "N": n,
+        "K": k,
+        "U": u,
+        "U+1": u + 1,
+        "R": int(r),
+        "S": int(seen),
+    }
 
 
 def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
@@ -205,11 +244,13 @@ def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
 
 
 def _validate_tensors(tensors: Mapping[str, npt.NDArray[Any]], meta: Mapping[str, Any], where: str) -> None:
-    missing = [name for name in TENSOR_NAMES if name not in tensors]
+    names = tensor_names(meta["format_version"])
+    missing = [name for name in names if name not in tensors]
     if missing:
         raise ModelFormatError(f"{where}: missing tensor(s) {', '.join(missing)}")
     dims = _dims(tensors, meta, where)
-    for name, (dtype, symbols) in _SPEC.items():
+    for name in names:
+        dtype, symbols = _SPEC[name]
         array = tensors[name]
         expected = tuple(dims[s] for s in symbols)
         if array.dtype != dtype:
@@ -237,6 +278,59 @@ def _validate_tensors(tensors: Mapping[str, npt.NDArray[Any]], meta: Mapping[str
         )
     if np.any(tensors[ITEMS_POPULARITY] < 0):
         raise ModelFormatError(f"{where}: tensor {ITEMS_POPULARITY}: counts must be ≥ 0")
+    if USERS_SEEN_OFFSETS in names:
+        _validate_seen(tensors, dims, where)
+
+
+def _validate_seen(tensors: Mapping[str, npt.NDArray[Any]], dims: Mapping[str, int], where: str) -> None:
+    offsets = tensors[USERS_SEEN_OFFSETS]
+    if offsets[0] != 0 or offsets[-1] != dims["S"] or np.any(np.diff(offsets) < 0):
+        raise ModelFormatError(
+            f"{where}: tensor {USERS_SEEN_OFFSETS}: expected non-decreasing offsets from 0 to {dims['S']}"
+        )
+    items, types = tensors[USERS_SEEN_ITEMS], tensors[USERS_SEEN_EVENT_TYPES]
+    if items.size and (items.min() < 0 or items.max() >= dims["N"]):
+        raise ModelFormatError(
+            f"{where}: tensor {USERS_SEEN_ITEMS}: item indices must lie in [0, {dims['N']})"
+        )
+    if types.size and (types.min() < 0 or types.max() >= dims["K"]):
+        raise ModelFormatError(
+            f"{where}: tensor {USERS_SEEN_EVENT_TYPES}: event-type indices must lie in [0, {dims['K']})"
+        )
+    # strictly increasing (item, type) within each user: compare neighbours not across a user boundary
+    key = items.astype(np.int64) * dims["K"] + types
+    inside = np.ones(key.size, dtype=bool)
+    inside[offsets[:-1][offsets[:-1] < key.size]] = False
+    if key.size > 1 and np.any((np.diff(key) <= 0) & inside[1:]):
+        raise ModelFormatError(
+            f"{where}: tensor {USERS_SEEN_ITEMS}: each user's (item, event type) entries must be strictly "
+            "increasing"
+        )
+
+
+def seen_entries(
+    user: npt.ArrayLike, item: npt.ArrayLike, event_type: npt.ArrayLike, num_users: int, num_event_types: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    """The ``users.seen_*`` tensors of a log of events: each user's distinct (item, event type) pairs.
+
+    Args:
+        user: user (row) index of each event.
+        item: item index of each event.
+        event_type: event-type index of each event.
+        num_users: ``U``.
+        num_event_types: ``K``.
+
+    Returns:
+        ``(offsets [U+1], items [S], event_types [S])``, sorted by item then type per user.
+    """
+    items_in = np.asarray(item, dtype=np.int64)
+    k, n = max(num_event_types, 1), int(np.max(items_in, initial=0)) + 1
+    key = (np.asarray(user, dtype=np.int64) * n + items_in) * k + np.asarray(event_type, dtype=np.int64)
+    users, rest = np.divmod(np.unique(key), n * k)
+    items, types = np.divmod(rest, k)
+    offsets = np.zeros(num_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=num_users), out=offsets[1:])
+    return offsets, items.astype(np.int32), types.astype(np.int32)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -284,7 +378,7 @@ def write_model_dir(
     where = f"{target}"
     _validate_meta(meta, where + "/" + METADATA_FILE)
     _validate_tensors(tensors, meta, where + "/" + TENSORS_FILE)
-    extra = sorted(set(tensors) - set(TENSOR_NAMES))
+    extra = sorted(set(tensors) - set(tensor_names(meta["format_version"])))
     if extra:
         raise ModelFormatError(f"{where}/{TENSORS_FILE}: unknown tensor(s) {', '.join(extra)}")
     if target.exists() and not target.is_dir():
@@ -296,7 +390,7 @@ def write_model_dir(
     old = target.parent / f".{target.name}.old-{tag}"
     tmp.mkdir()
     try:
-        arrays = {name: np.ascontiguousarray(tensors[name]) for name in TENSOR_NAMES}
+        arrays = {name: np.ascontiguousarray(tensors[name]) for name in tensor_names(meta["format_version"])}
         _write_file(tmp / TENSORS_FILE, save(arrays, metadata={"format": FORMAT_NAME}))
         text = json.dumps(meta, indent=1, ensure_ascii=False, allow_nan=False)
         _write_file(tmp / METADATA_FILE, text.encode("utf-8"))
@@ -403,6 +497,14 @@ def random_model(
         USERS_HISTORY_OFFSETS: np.arange(u + 1, dtype=np.int64),
         USERS_HISTORY_ITEMS: rng.integers(0, n, u).astype(np.int32),
     }
+    offsets, items, types = seen_entries(
+        np.arange(u), tensors[USERS_HISTORY_ITEMS], np.zeros(u, dtype=np.int64), u, len(event_types)
+    )
+    tensors[USERS_SEEN_OFFSETS], tensors[USERS_SEEN_ITEMS], tensors[USERS_SEEN_EVENT_TYPES] = (
+        offsets,
+        items,
+        types,
+    )
     meta: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,

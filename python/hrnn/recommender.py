@@ -116,7 +116,7 @@ class Recommender:
         num_results: int = 25,
         *,
         item_id: str | None = None,
-        exclude_seen: bool = False,
+        exclude_seen: bool | Iterable[str] = False,
         exclude_items: Iterable[str] | None = None,
         include_items: Iterable[str] | None = None,
         at: float | None = None,
@@ -128,8 +128,11 @@ class Recommender:
                 (never seen) get the popularity list — never an error.
             num_results: how many items, 1–500.
             item_id: accepted for Personalize compatibility and ignored.
-            exclude_seen: drop the items in the user's recent history (training history plus
-                events, at most ``history_limit`` items).
+            exclude_seen: ``True``: drop every item the user has interacted with — in the
+                training data and through :meth:`put_events` (Personalize's filter
+                ``EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (…)`` over every type). A list of
+                event types: drop only the items the user had events of those types with (types
+                never seen match nothing). ``False``: drop nothing.
             exclude_items: item ids never to return (unknown ids are ignored).
             include_items: when given, return only these items (unknown ids are ignored).
             at: query time in Unix seconds: the state is discounted by the time elapsed since the
@@ -144,13 +147,15 @@ class Recommender:
             ValueError: ``num_results`` outside 1–500 or a non-finite ``at``.
         """
         del item_id  # Personalize's related-item parameter; this recipe does not use it
+        exclude, types = _seen_filter(exclude_seen)
         return self._inner.recommend(
             str(user_id),
             _check_num_results(num_results),
-            exclude_seen=bool(exclude_seen),
+            exclude_seen=exclude,
             exclude_items=_id_list(exclude_items, "exclude_items"),
             include_items=_id_list(include_items, "include_items"),
             at=None if at is None else float(at),
+            seen_event_types=types,
         )
 
     def recommend_batch(
@@ -158,7 +163,7 @@ class Recommender:
         user_ids: Sequence[str],
         num_results: int = 25,
         *,
-        exclude_seen: bool = False,
+        exclude_seen: bool | Iterable[str] = False,
         exclude_items: Iterable[str] | None = None,
         at: float | None = None,
     ) -> BatchRecommendations:
@@ -170,7 +175,8 @@ class Recommender:
         Args:
             user_ids: the users (or anonymous session ids).
             num_results: how many items per user, 1–500.
-            exclude_seen: drop each user's recent history.
+            exclude_seen: drop what each user has interacted with (``True``, or a list of event
+                types, as in :meth:`recommend`).
             exclude_items: item ids never to return.
             at: query time in Unix seconds (``None`` = no extra elapsed time).
 
@@ -180,12 +186,14 @@ class Recommender:
         Raises:
             ValueError: ``num_results`` outside 1–500 or a non-finite ``at``.
         """
+        exclude, types = _seen_filter(exclude_seen)
         indices, scores = self._inner.recommend_batch(
             [str(u) for u in user_ids],
             _check_num_results(num_results),
-            exclude_seen=bool(exclude_seen),
+            exclude_seen=exclude,
             exclude_items=_id_list(exclude_items, "exclude_items"),
             at=None if at is None else float(at),
+            seen_event_types=types,
         )
         return BatchRecommendations(indices, scores)
 
@@ -284,6 +292,25 @@ class Recommender:
     def isa(self) -> str:
         """The instruction set chosen at load time (``"avx2+fma"`` or ``"portable"``)."""
         return self._inner.isa
+
+
+def _seen_filter(exclude_seen: bool | Iterable[str]) -> tuple[bool, list[str] | None]:
+    """``(exclude_seen, seen_event_types)`` of the engine for ``recommend``'s ``exclude_seen``."""
+    if isinstance(exclude_seen, bool | np.bool_):
+        return bool(exclude_seen), None
+    if isinstance(exclude_seen, str):
+        raise TypeError(
+            "exclude_seen: expected True, False or a list of event types, "
+            f"found a single str {exclude_seen!r}"
+        )
+    try:
+        types = [str(t) for t in exclude_seen]
+    except TypeError:
+        raise TypeError(
+            "exclude_seen: expected True, False or a list of event types, "
+            f"found {type(exclude_seen).__name__}"
+        ) from None
+    return True, types
 
 
 def _check_num_results(num_results: int) -> int:

@@ -177,9 +177,6 @@ class HrnnModel:
         scores = np.full((n, num_results), -np.inf)
         # queries of one user come in order of growing context: send only the new events
         sent = np.zeros(len(split.user_ids), dtype=np.int64)
-        # "seen" means the whole history, as the torch path and the baselines use it (the engine
-        # itself keeps only the most recent items of each user)
-        seen_offsets, seen_items = split.histories() if exclude_seen else (None, None)
         for q in range(n):
             u = int(split.query_user[q])
             user_id = self._engine_user_id(split, u)
@@ -198,16 +195,10 @@ class HrnnModel:
             if events:
                 engine.put_events(user_id=user_id, session_id=f"eval-{u}", events=events)
             sent[u] = upto
-            exclude = None
-            if seen_offsets is not None and seen_items is not None:
-                seen = seen_items[int(seen_offsets[q]) : int(seen_offsets[q + 1])]
-                exclude = [split.item_ids[i] for i in np.unique(seen[seen >= 0])]
+            # exactly what a served user gets: the engine excludes what it knows the user has seen
+            # (the training data and the events sent above)
             result = engine.recommend(
-                user_id,
-                num_results=num_results,
-                exclude_seen=exclude_seen,
-                exclude_items=exclude,
-                at=float(split.query_time[q]),
+                user_id, num_results=num_results, exclude_seen=exclude_seen, at=float(split.query_time[q])
             )
             for j, (item_id, score) in enumerate(result[:num_results]):
                 indices[q, j] = split_index[item_id]

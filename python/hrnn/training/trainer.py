@@ -582,6 +582,17 @@ def _export(
     offsets, items = _recent_histories(sessions, fmt.HISTORY_LIMIT)
     tensors[fmt.USERS_HISTORY_OFFSETS] = offsets
     tensors[fmt.USERS_HISTORY_ITEMS] = items
+    (
+        tensors[fmt.USERS_SEEN_OFFSETS],
+        tensors[fmt.USERS_SEEN_ITEMS],
+        tensors[fmt.USERS_SEEN_EVENT_TYPES],
+    ) = fmt.seen_entries(
+        sessions.user_index,
+        sessions.item_index,
+        sessions.event_type,
+        sessions.num_users,
+        len(sessions.event_types),
+    )
     training = config.to_dict()
     training.update(
         {
@@ -834,6 +845,7 @@ def _fit_member(
         }
         if len(data.validation_users):
             users = data.validation_users
+            validation_began = time.perf_counter()
             metrics = evaluate_holdout(
                 averaged,
                 features,
@@ -846,6 +858,7 @@ def _fit_member(
             entry["validation_mrr"] = ctx.broadcast_float(metrics["mrr"], dev)
             entry["validation_precision_at_5"] = metrics["precision_at_5"]
             entry["validation_recall"] = metrics["recall"]
+            entry["validation_seconds"] = time.perf_counter() - validation_began
         log.append(entry)
         if ctx.is_main:
             logger.info(

@@ -169,6 +169,7 @@ fn event_from_dict(py: Python<'_>, value: &Bound<'_, PyAny>, index: usize) -> Py
 fn query(
     num_results: i64,
     exclude_seen: bool,
+    seen_event_types: Option<Vec<String>>,
     exclude_items: Option<Vec<String>>,
     include_items: Option<Vec<String>>,
     at: Option<f64>,
@@ -182,6 +183,7 @@ fn query(
     Ok(Query {
         num_results,
         exclude_seen,
+        seen_event_types,
         exclude_items: exclude_items.unwrap_or_default(),
         include_items,
         at,
@@ -231,8 +233,9 @@ impl Recommender {
         })
     }
 
-    /// The best items for one user: a list of (item id, score), best first.
-    #[pyo3(signature = (user_id, num_results=25, exclude_seen=false, exclude_items=None, include_items=None, at=None))]
+    /// The best items for one user: a list of (item id, score), best first. `exclude_seen` drops
+    /// the items the user interacted with (only through `seen_event_types` when given).
+    #[pyo3(signature = (user_id, num_results=25, exclude_seen=false, exclude_items=None, include_items=None, at=None, seen_event_types=None))]
     #[allow(clippy::too_many_arguments)]
     fn recommend<'py>(
         &self,
@@ -243,8 +246,16 @@ impl Recommender {
         exclude_items: Option<Vec<String>>,
         include_items: Option<Vec<String>>,
         at: Option<f64>,
+        seen_event_types: Option<Vec<String>>,
     ) -> PyResult<Vec<(Bound<'py, PyString>, f32)>> {
-        let q = query(num_results, exclude_seen, exclude_items, include_items, at)?;
+        let q = query(
+            num_results,
+            exclude_seen,
+            seen_event_types,
+            exclude_items,
+            include_items,
+            at,
+        )?;
         let inner = &self.inner;
         let scored = py.detached(|| inner.recommend(&user_id, &q))?;
         Ok(scored
@@ -256,7 +267,8 @@ impl Recommender {
     /// Many users at once: (item indices int64 [n, k], scores float32 [n, k]); -1 / 0 pad rows
     /// with fewer than k items.
     #[allow(clippy::type_complexity)]
-    #[pyo3(signature = (user_ids, num_results=25, exclude_seen=false, exclude_items=None, at=None))]
+    #[pyo3(signature = (user_ids, num_results=25, exclude_seen=false, exclude_items=None, at=None, seen_event_types=None))]
+    #[allow(clippy::too_many_arguments)]
     fn recommend_batch<'py>(
         &self,
         py: Python<'py>,
@@ -265,8 +277,16 @@ impl Recommender {
         exclude_seen: bool,
         exclude_items: Option<Vec<String>>,
         at: Option<f64>,
+        seen_event_types: Option<Vec<String>>,
     ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
-        let q = query(num_results, exclude_seen, exclude_items, None, at)?;
+        let q = query(
+            num_results,
+            exclude_seen,
+            seen_event_types,
+            exclude_items,
+            None,
+            at,
+        )?;
         let inner = &self.inner;
         let k = q.num_results.min(inner.model().num_items());
         let (indices, scores) = py.detached(|| {

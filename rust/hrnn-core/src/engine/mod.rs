@@ -10,6 +10,7 @@
 //! - `topk`: fused scoring — logits, running log-sum-exp and top-K in one pass over the items;
 //! - `events`: real-time events and their validation;
 //! - `state`: the per-user state store (sharded locks);
+//! - `seen`: what each user interacted with (the `exclude_seen` filter, by event type);
 //! - `event_log`: the append-only, checksummed, group-committed event log;
 //! - `recommender`: the public facade tying these together.
 
@@ -23,9 +24,11 @@ mod kernels_x86;
 pub mod model;
 pub mod model_dir;
 pub mod recommender;
+pub mod seen;
 pub mod state;
 pub mod topk;
 
 pub use events::Event;
 pub use model::Model;
 pub use recommender::{Query, Recommender, Stats};
+pub use seen::SeenFilter;

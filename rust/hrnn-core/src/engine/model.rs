@@ -1,13 +1,14 @@
 //! The immutable model: weights of docs/model.md in the layouts the kernels want, id maps, and
 //! the stored training users. Built once by `model_dir::load_model`, then shared behind an `Arc`.
 
-use rustc_hash::FxHashMap;
-
 use std::fmt;
 use std::str::FromStr;
 
+use rustc_hash::FxHashMap;
+
 use super::blocks::CellBlock;
 use super::kernels::{f32_to_bf16, Bf16Lanes, Isa, Lanes, Row, PANEL};
+use super::seen::StoredSeen;
 
 /// How the item table's weights are stored, chosen at load time (the file always holds f32).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -187,7 +188,8 @@ pub struct CellWeights {
     pub readout_bias: Vec<f32>,
 }
 
-/// Training users stored in the model: final state, last timestamp and recent history (CSR).
+/// Training users stored in the model: final state, last timestamp, recent history (CSR) and
+/// the items they interacted with.
 #[derive(Clone, Default)]
 pub struct StoredUsers {
     /// User id of each row.
@@ -202,6 +204,8 @@ pub struct StoredUsers {
     pub history_offsets: Vec<usize>,
     /// `[R]`, item indices, oldest first.
     pub history_items: Vec<u32>,
+    /// Every `(item, event type)` each user interacted with in training (`exclude_seen`).
+    pub seen: StoredSeen,
 }
 
 impl StoredUsers {

@@ -16,12 +16,13 @@ use serde_json::{Map, Value};
 use super::blocks::CellBlock;
 use super::kernels::Isa;
 use super::model::{CellWeights, ItemTable, Model, StoredUsers};
+use super::seen::StoredSeen;
 use crate::error::{Error, Result};
 
 /// The `format` field of every model directory.
 pub const FORMAT_NAME: &str = "hrnn-model";
-/// The newest format version this loader reads.
-pub const FORMAT_VERSION: i64 = 1;
+/// The newest format version this loader reads (version 1 lacks the `users.seen_*` tensors).
+pub const FORMAT_VERSION: i64 = 2;
 /// Metadata file name.
 pub const METADATA_FILE: &str = "model.json";
 /// Tensor file name.
@@ -42,6 +43,7 @@ pub fn load_model(dir: &Path) -> Result<Model> {
 
 /// The fields of `model.json` the engine uses.
 struct Metadata {
+    version: i64,
     hidden: usize,
     session_timeout: i64,
     history_limit: usize,
@@ -129,6 +131,7 @@ impl Metadata {
         }
         let user_ids = id_list(&root, "user_ids", file)?;
         Ok(Self {
+            version,
             hidden: hidden as usize,
             session_timeout,
             history_limit,
@@ -281,17 +284,8 @@ fn build(meta: Metadata, bytes: &[u8], file: &str) -> Result<Model> {
     let state = reader.f32("users.state", &[u, h], "[U, H]")?;
     let last_timestamp = reader.i64("users.last_timestamp", &[u], "[U]")?;
     let offsets = reader.i64("users.history_offsets", &[u + 1], "[U+1]")?;
-    let items_view = reader.view("users.history_items", Dtype::I32)?;
-    let r = match items_view.shape() {
-        [r] => *r,
-        other => {
-            return Err(reader.error(
-                "users.history_items",
-                format!("expected shape [R], found {other:?}"),
-            ));
-        }
-    };
-    let history_items_raw: Vec<i32> = decode(items_view.data(), i32::from_le_bytes);
+    let history_items_raw = reader.i32_vector("users.history_items", "R")?;
+    let r = history_items_raw.len();
     let history_offsets = check_offsets(&offsets, r, meta.history_limit, &reader)?;
     let mut history_items = Vec::with_capacity(r);
     for (pos, &item) in history_items_raw.iter().enumerate() {
@@ -303,6 +297,14 @@ fn build(meta: Metadata, bytes: &[u8], file: &str) -> Result<Model> {
         }
         history_items.push(item as u32);
     }
+    let seen = if meta.version >= 2 {
+        let offsets = reader.i64("users.seen_offsets", &[u + 1], "[U+1]")?;
+        let items = reader.i32_vector("users.seen_items", "S")?;
+        let types = reader.i32_vector("users.seen_event_types", "S")?;
+        StoredSeen::new(&offsets, &items, &types, (u, n, k), file)?
+    } else {
+        StoredSeen::from_history(&history_offsets, &history_items)
+    };
 
     let item_index = index_of(&meta.item_ids);
     let event_type_index = index_of(&meta.event_types);
@@ -347,6 +349,7 @@ fn build(meta: Metadata, bytes: &[u8], file: &str) -> Result<Model> {
             last_timestamp,
             history_offsets,
             history_items,
+            seen,
         },
         isa: Isa::detect(),
     })
@@ -472,6 +475,18 @@ impl<'data> Reader<'_, 'data> {
         Ok(values)
     }
 
+    /// A one-dimensional I32 tensor of any length (`symbol` names it in errors).
+    fn i32_vector(&self, name: &str, symbol: &str) -> Result<Vec<i32>> {
+        let view = self.view(name, Dtype::I32)?;
+        if view.shape().len() != 1 {
+            return Err(self.error(
+                name,
+                format!("expected shape [{symbol}], found {:?}", view.shape()),
+            ));
+        }
+        Ok(decode(view.data(), i32::from_le_bytes))
+    }
+
     fn i64(&self, name: &str, shape: &[usize], symbols: &str) -> Result<Vec<i64>> {
         Ok(decode(
             self.shaped(name, Dtype::I64, shape, symbols)?,
@@ -587,9 +602,41 @@ pub(crate) mod tests {
             vec![r],
             items.iter().flat_map(|o| o.to_le_bytes()).collect(),
         );
+        // seen entries: each user's history items as "click" (type 0); user 1 also bought item 3
+        let mut seen_offsets = vec![0i64];
+        let (mut seen_items, mut seen_types) = (Vec::new(), Vec::new());
+        for u in 0..users {
+            let mut own: Vec<(i32, i32)> = items[offsets[u] as usize..offsets[u + 1] as usize]
+                .iter()
+                .map(|&j| (j, 0))
+                .collect();
+            if u == 1 {
+                own.push((3 % n as i32, 1));
+            }
+            own.sort_unstable();
+            own.dedup();
+            seen_items.extend(own.iter().map(|e| e.0));
+            seen_types.extend(own.iter().map(|e| e.1));
+            seen_offsets.push(seen_items.len() as i64);
+        }
+        let s = seen_items.len();
+        let le = |v: &[i32]| -> Vec<u8> { v.iter().flat_map(|o| o.to_le_bytes()).collect() };
+        add(
+            "users.seen_offsets",
+            Dtype::I64,
+            vec![users + 1],
+            seen_offsets.iter().flat_map(|o| o.to_le_bytes()).collect(),
+        );
+        add("users.seen_items", Dtype::I32, vec![s], le(&seen_items));
+        add(
+            "users.seen_event_types",
+            Dtype::I32,
+            vec![s],
+            le(&seen_types),
+        );
         let mut meta = serde_json::json!({
             "format": "hrnn-model",
-            "format_version": 1,
+            "format_version": 2,
             "hyperparameters": {"hidden_dimension": h, "bptt": 32, "recency_mask": true,
                 "min_user_history_length_percentile": 0.0, "max_user_history_length_percentile": 0.99},
             "training": {},
@@ -649,6 +696,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_version_one_model_sees_its_recent_histories() {
+        let dir = temp_dir("v1");
+        write_model_with(&dir, 4, 10, 3, 1, |m, t| {
+            m["format_version"] = 1.into();
+            for name in [
+                "users.seen_offsets",
+                "users.seen_items",
+                "users.seen_event_types",
+            ] {
+                t.remove(name);
+            }
+        });
+        let m = load_model(&dir).unwrap();
+        assert_eq!(m.users.seen.row(1).0, &[1, 2]);
+        assert!(m.users.seen.contains(1, 2, 7));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn rejects_each_kind_of_mismatch() {
         let e = load_error("missing", |_, t| {
             t.remove("gru.weight_hh");
@@ -679,9 +745,9 @@ pub(crate) mod tests {
             e.contains("gru.bias_ih: every value must be finite, found NaN at flat index 1"),
             "{e}"
         );
-        let e = load_error("future", |m, _| m["format_version"] = 2.into());
+        let e = load_error("future", |m, _| m["format_version"] = 3.into());
         assert!(
-            e.contains("model.json: format_version: version 2 is newer"),
+            e.contains("model.json: format_version: version 3 is newer"),
             "{e}"
         );
         let e = load_error("ids", |m, _| {
@@ -710,6 +776,18 @@ pub(crate) mod tests {
             e.contains("users.history_offsets: offsets must be non-decreasing: 5 then 4"),
             "{e}"
         );
+        let e = load_error("seen", |_, t| {
+            t.get_mut("users.seen_event_types").unwrap().2[0..4]
+                .copy_from_slice(&2i32.to_le_bytes())
+        });
+        assert!(
+            e.contains("users.seen_event_types: event-type indices must lie in [0, 2), found 2"),
+            "{e}"
+        );
+        let e = load_error("seen-missing", |_, t| {
+            t.remove("users.seen_items");
+        });
+        assert!(e.contains("users.seen_items: missing tensor"), "{e}");
         let e = load_error("hidden", |m, _| {
             m["hyperparameters"]["hidden_dimension"] = "4".into()
         });

@@ -15,6 +15,7 @@ use super::event_log::EventLog;
 use super::events::{validate, validate_call, Event};
 use super::model::{Model, Precision};
 use super::model_dir::load_model;
+use super::seen::{EventTypeIds, SeenAdded, SeenFilter};
 use super::state::{StateStore, UserState};
 use super::topk::{log_normalizer, logit, top_k, top_k_batch};
 use crate::error::{Error, Result};
@@ -29,8 +30,11 @@ const ID_SHARDS: usize = 16;
 pub struct Query {
     /// How many items, 1–500.
     pub num_results: usize,
-    /// Drop the items in the user's recent history.
+    /// Drop the items the user interacted with (training data and real-time events).
     pub exclude_seen: bool,
+    /// With `exclude_seen`, only items the user interacted with through these event types
+    /// (Personalize's `EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (…)`); `None`: every type.
+    pub seen_event_types: Option<Vec<String>>,
     /// Items never to return (unknown ids are ignored).
     pub exclude_items: Vec<String>,
     /// When given, return only these items (unknown ids are ignored).
@@ -79,6 +83,7 @@ enum Applied {
 pub struct Recommender {
     model: Arc<Model>,
     states: StateStore,
+    event_type_ids: EventTypeIds,
     event_ids: Box<[Mutex<FxHashSet<String>>]>,
     log: Option<EventLog>,
     counters: Counters,
@@ -91,6 +96,8 @@ struct UserView {
     hidden: Vec<f32>,
     last_timestamp: Option<f64>,
     history: Vec<u32>,
+    /// The seen items a query's filter excludes (unsorted, may repeat).
+    excluded: Vec<u32>,
 }
 
 impl Recommender {
@@ -115,6 +122,7 @@ impl Recommender {
     /// A recommender over an already loaded model.
     pub fn new(model: Arc<Model>, event_log: Option<&Path>) -> Result<Self> {
         let mut rec = Self {
+            event_type_ids: EventTypeIds::new(&model.event_types),
             model,
             states: StateStore::default(),
             event_ids: (0..ID_SHARDS)
@@ -170,11 +178,13 @@ impl Recommender {
                 hidden: m.users.state[r * m.hidden..(r + 1) * m.hidden].to_vec(),
                 last_timestamp: Some(m.users.last_timestamp[r] as f64),
                 history: m.users.history(r).iter().copied().collect(),
+                seen: SeenAdded::default(),
             },
             None => UserState {
                 hidden: vec![0.0; m.hidden],
                 last_timestamp: None,
                 history: VecDeque::new(),
+                seen: SeenAdded::default(),
             },
         }
     }
@@ -229,6 +239,14 @@ impl Recommender {
             }
             state.history.push_back(item);
         }
+        let seen_type = self.event_type_ids.id(&event.event_type);
+        if !m
+            .users
+            .row(key)
+            .is_some_and(|r| m.users.seen.contains(r, item, seen_type))
+        {
+            state.seen.insert(item, seen_type);
+        }
         Applied::Moved
     }
 
@@ -282,30 +300,62 @@ impl Recommender {
         Ok(accepted)
     }
 
-    fn view(&self, user: &str, with_history: bool) -> Option<UserView> {
+    /// The user's state, history (when asked for) and the seen items `filter` excludes.
+    fn view(&self, user: &str, with_history: bool, filter: &SeenFilter) -> Option<UserView> {
         let m = &self.model;
+        let row = m.users.row(user);
+        let stored_seen = |excluded: &mut Vec<u32>| {
+            if let Some(r) = row {
+                let (items, types) = m.users.seen.row(r);
+                filter.collect(items, types, excluded);
+            }
+        };
         let from_events = self.states.read(user, |s| {
-            s.map(|s| UserView {
-                hidden: s.hidden.clone(),
-                last_timestamp: s.last_timestamp,
-                history: if with_history {
-                    s.history.iter().copied().collect()
-                } else {
-                    Vec::new()
-                },
+            s.map(|s| {
+                let mut excluded = Vec::new();
+                if *filter != SeenFilter::Off {
+                    stored_seen(&mut excluded);
+                    let (items, types): (Vec<u32>, Vec<u32>) =
+                        s.seen.entries().iter().copied().unzip();
+                    filter.collect(&items, &types, &mut excluded);
+                }
+                UserView {
+                    hidden: s.hidden.clone(),
+                    last_timestamp: s.last_timestamp,
+                    history: if with_history {
+                        s.history.iter().copied().collect()
+                    } else {
+                        Vec::new()
+                    },
+                    excluded,
+                }
             })
         });
         from_events.or_else(|| {
-            m.users.row(user).map(|r| UserView {
-                hidden: m.users.state[r * m.hidden..(r + 1) * m.hidden].to_vec(),
-                last_timestamp: Some(m.users.last_timestamp[r] as f64),
-                history: if with_history {
-                    m.users.history(r).to_vec()
-                } else {
-                    Vec::new()
-                },
+            row.map(|r| {
+                let mut excluded = Vec::new();
+                stored_seen(&mut excluded);
+                UserView {
+                    hidden: m.users.state[r * m.hidden..(r + 1) * m.hidden].to_vec(),
+                    last_timestamp: Some(m.users.last_timestamp[r] as f64),
+                    history: if with_history {
+                        m.users.history(r).to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                    excluded,
+                }
             })
         })
+    }
+
+    /// What `q` excludes of a user's seen items.
+    fn seen_filter(&self, q: &Query) -> SeenFilter {
+        match (&q.exclude_seen, &q.seen_event_types) {
+            (false, _) => SeenFilter::Off,
+            (true, None) => SeenFilter::All,
+            (true, Some(names)) => SeenFilter::EventTypes(self.event_type_ids.known(names)),
+        }
     }
 
     /// The query vector `[o; 1]` for a user view at time `at`.
@@ -347,10 +397,8 @@ impl Recommender {
 
     fn exclusions(&self, q: &Query, view: Option<&UserView>) -> Vec<u32> {
         let mut exclude = self.indices(&q.exclude_items);
-        if q.exclude_seen {
-            if let Some(v) = view {
-                exclude.extend_from_slice(&v.history);
-            }
+        if let Some(v) = view {
+            exclude.extend_from_slice(&v.excluded);
         }
         exclude.sort_unstable();
         exclude.dedup();
@@ -379,7 +427,7 @@ impl Recommender {
         Self::check_query(q)?;
         let m = &self.model;
         let k = q.num_results.min(m.num_items());
-        let view = self.view(user, q.exclude_seen);
+        let view = self.view(user, false, &self.seen_filter(q));
         let exclude = self.exclusions(q, view.as_ref());
         let include = q.include_items.as_ref().map(|ids| {
             let mut inc = self.indices(ids);
@@ -422,8 +470,9 @@ impl Recommender {
         }
         let m = &self.model;
         let k = q.num_results.min(m.num_items());
+        let filter = self.seen_filter(q);
         let views: Vec<Option<UserView>> =
-            users.iter().map(|u| self.view(u, q.exclude_seen)).collect();
+            users.iter().map(|u| self.view(u, false, &filter)).collect();
         let mut queries = Vec::new();
         let mut excludes = Vec::new();
         let mut slots = Vec::with_capacity(users.len());
@@ -453,18 +502,21 @@ impl Recommender {
 
     /// The item indices held for `user` (most recent last): stored history plus events.
     pub fn history(&self, user: &str) -> Vec<u32> {
-        self.view(user, true).map(|v| v.history).unwrap_or_default()
+        self.view(user, true, &SeenFilter::Off)
+            .map(|v| v.history)
+            .unwrap_or_default()
     }
 
     /// The user's hidden state and the time of their last event, if the engine has a state.
     pub fn state(&self, user: &str) -> Option<(Vec<f32>, Option<f64>)> {
-        self.view(user, false).map(|v| (v.hidden, v.last_timestamp))
+        self.view(user, false, &SeenFilter::Off)
+            .map(|v| (v.hidden, v.last_timestamp))
     }
 
     /// Every item's softmax score for `user` at `at` (`None` for users without a state).
     pub fn scores(&self, user: &str, at: Option<f64>) -> Option<Vec<f32>> {
         let m = &self.model;
-        self.view(user, false).map(|v| {
+        self.view(user, false, &SeenFilter::Off).map(|v| {
             let query = self.query_vector(&v, at);
             super::topk::full_scores(m.isa, &m.table, &query)
         })
@@ -596,6 +648,37 @@ mod tests {
             (s.events_accepted, s.events_duplicate, s.events_unknown_item),
             (2, 1, 1)
         );
+        // Seen sets: user 1 (no recent history) bought 3 in training; events add more.
+        let fresh = Recommender::load(&dir, None).unwrap();
+        let seen = |types: Option<Vec<&str>>| {
+            let q = Query {
+                num_results: 40,
+                exclude_seen: true,
+                seen_event_types: types.map(|t| t.into_iter().map(String::from).collect()),
+                ..Query::default()
+            };
+            let got: Vec<u32> = fresh
+                .recommend("u1", &q)
+                .unwrap()
+                .iter()
+                .map(|p| p.0)
+                .collect();
+            (0..40).filter(|j| !got.contains(j)).collect::<Vec<u32>>()
+        };
+        assert_eq!(seen(None), [3]);
+        assert_eq!(seen(Some(vec!["buy"])), [3]);
+        let mut bought = ev("i7", 2e9 + 1.0, None);
+        bought.event_type = "buy".into();
+        let mut returned = ev("i8", 2e9 + 2.0, None);
+        returned.event_type = "return".into(); // a type the model never saw
+        fresh
+            .put_events(Some("u1"), "s", vec![ev("i9", 2e9, None), bought, returned])
+            .unwrap();
+        assert_eq!(seen(None), [3, 7, 8, 9]);
+        assert_eq!(seen(Some(vec!["click"])), [9]);
+        assert_eq!(seen(Some(vec!["buy", "return"])), [3, 7, 8]);
+        assert_eq!(seen(Some(vec!["never-seen"])), [] as [u32; 0]);
+        assert_eq!(seen(Some(vec![])), [] as [u32; 0]);
         // Batch equals one by one.
         let users: Vec<String> = ["u0", "u1", "stranger", "u0", "u1", "u0"]
             .iter()

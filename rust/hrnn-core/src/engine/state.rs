@@ -12,6 +12,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
+use super::seen::SeenAdded;
+
 /// Number of shards (a power of two, well above any realistic thread count).
 const SHARDS: usize = 64;
 
@@ -24,6 +26,8 @@ pub struct UserState {
     pub last_timestamp: Option<f64>,
     /// Most recent item indices, oldest first, at most `history_limit`.
     pub history: VecDeque<u32>,
+    /// `(item, event type)` entries the events added beyond the model's stored ones.
+    pub seen: SeenAdded,
 }
 
 /// The sharded map from user key to [`UserState`].
@@ -93,6 +97,7 @@ mod tests {
                     hidden: vec![i as f32],
                     last_timestamp: None,
                     history: VecDeque::new(),
+                    seen: SeenAdded::default(),
                 },
             );
         }
