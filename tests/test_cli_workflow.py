@@ -6,6 +6,7 @@ Runs the real ``hrnn`` executable in subprocesses and checks outputs and exit co
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--bptt", "8", "--no-recency-mask", "--max-user-history-length-percentile", "1.0",
     )  # fmt: skip
     assert "model written to" in result.stdout
+    summary = r"trained in [0-9.]+ s: 2 epochs, best epoch [12]: validation MRR@25 0\.\d{4}"
+    assert re.search(summary, result.stdout)
     assert (out / "model.safetensors").exists() and (out / "model.json").exists()
     meta = json.loads((out / "model.json").read_text())
     assert meta["hyperparameters"]["hidden_dimension"] == 32 and meta["hyperparameters"]["bptt"] == 8

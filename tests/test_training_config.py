@@ -11,6 +11,7 @@ import pytest
 
 import hrnn
 from hrnn.training.config import Hyperparameters, TrainingConfig
+from hrnn.training.procedure import DataShape, resolve
 
 
 def test_recipe_defaults() -> None:
@@ -95,18 +96,45 @@ def test_training_setting_out_of_range(name: str, value: Any, message: str) -> N
 
 
 def test_target_window_needs_cross_entropy() -> None:
-    assert TrainingConfig().target_window == 1
+    assert TrainingConfig().target_window is None  # automatic
     TrainingConfig(target_window=4, full_softmax_max_items=0)  # sampled softmax: fine
     with pytest.raises(ValueError, match=re.escape("target_window: expected 1 with loss='bpr-max', found 4")):
         TrainingConfig(target_window=4, loss="bpr-max")
 
 
+def shape(events: int, longest: int = 100, repeats: bool = False) -> DataShape:
+    return DataShape(events=events, users=events // 10, longest_user=longest, repeats=repeats)
+
+
 def test_batch_size_rule() -> None:
-    config = TrainingConfig()
-    assert config.resolved_batch_size(1_000) == 16
-    assert config.resolved_batch_size(79_000) == 19
-    assert config.resolved_batch_size(10_000_000) == 256
-    assert TrainingConfig(batch_size=7).resolved_batch_size(10_000_000) == 7
+    assert shape(1_000).batch_size == 16
+    assert shape(66_064, longest=18).batch_size == 66  # RSC15-100k: one slot per 1000 events
+    assert shape(87_780, longest=1_349).batch_size == 65  # MovieLens: no slot shorter than a history
+    assert shape(10_000_000).batch_size == 256
+    assert resolve(TrainingConfig(batch_size=7), shape(10_000_000)).batch_size == 7
+
+
+def test_automatic_settings_follow_the_kind_of_data() -> None:
+    ratings = resolve(TrainingConfig(), shape(80_000, repeats=False))
+    clicks = resolve(TrainingConfig(), shape(80_000, repeats=True))
+    assert (ratings.target_window, ratings.loss_exclude_seen, ratings.validation_exclude_seen) == (
+        16,
+        True,
+        True,
+    )
+    assert (ratings.user_weight_exponent, ratings.validation_fraction, ratings.epochs) == (0.5, 0.0, 14)
+    assert (clicks.target_window, clicks.loss_exclude_seen, clicks.validation_exclude_seen) == (
+        1,
+        False,
+        False,
+    )
+    assert (clicks.user_weight_exponent, clicks.validation_fraction, clicks.epochs) == (0.0, 0.1, 30)
+    assert ratings.learning_rate == clicks.learning_rate == pytest.approx(0.01 * (80 / 16) ** 0.5, rel=1e-4)
+    # what the user gave stays; a window is only automatic with the cross-entropy loss
+    given = resolve(TrainingConfig(target_window=4, epochs=3, learning_rate=0.5), shape(80_000))
+    assert (given.target_window, given.epochs, given.learning_rate) == (4, 3, 0.5)
+    assert resolve(TrainingConfig(loss="bpr-max"), shape(80_000)).target_window == 1
+    assert None not in (getattr(ratings, name) for name in ("batch_size", "loss_exclude_seen"))
 
 
 def test_train_without_torch_says_what_to_install() -> None:

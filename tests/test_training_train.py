@@ -4,8 +4,11 @@ reproducibility, logging/progress, save/load and torch scoring."""
 from __future__ import annotations
 
 import copy
+import io
 import itertools
 import logging
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +19,27 @@ torch = pytest.importorskip("torch")
 
 import hrnn  # noqa: E402
 from hrnn import model_format as fmt  # noqa: E402
-from hrnn.training import trainer  # noqa: E402
+from hrnn.training import trainer, windows  # noqa: E402
 from hrnn.training.batching import build_layout  # noqa: E402
 from hrnn.training.config import Hyperparameters, TrainingConfig  # noqa: E402
 from hrnn.training.distributed import resolve_device  # noqa: E402
 
 T0 = 1_600_000_000
-FAST: dict[str, Any] = {"hidden_dimension": 32, "epochs": 3, "progress": False, "learning_rate": 0.05}
+#: The click-like procedure, spelt out: the cyclic logs below repeat no (user, item) pair, so the
+#: automatic settings would treat them as ratings (tests of those rules: test_training_config.py).
+NEXT_ITEM: dict[str, Any] = {
+    "target_window": 1,
+    "loss_exclude_seen": False,
+    "user_weight_exponent": 0.0,
+    "validation_fraction": 0.1,
+}
+FAST: dict[str, Any] = {
+    "hidden_dimension": 32,
+    "epochs": 3,
+    "progress": False,
+    "learning_rate": 0.05,
+    **NEXT_ITEM,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -127,7 +144,7 @@ def test_training_slots_do_not_leak_between_users(log: dict[str, np.ndarray]) ->
     starts, ends = data.starts, data.ends
     layout = trainer.build_layout(starts[[0, 1]], ends[[0, 1]] - 1, num_slots=1, bptt=40)
     window = layout.window(0, data.features)
-    batch = trainer._to_device(window, torch.device("cpu"))
+    batch = windows.to_device(window, torch.device("cpu"))
     states, _ = net.run(batch["item"], batch["event_type"], batch["time"], torch.zeros(1, 32), batch["reset"])
     b_first = int(np.flatnonzero(window.reset[:, 0])[1])
     b_steps = int(np.count_nonzero(window.position[:, 0] >= 0)) - b_first
@@ -161,13 +178,13 @@ def test_preparation_selects_filters_and_checks() -> None:
 
 def test_recency_mask_sets_the_target_weights(log: dict[str, np.ndarray]) -> None:
     data = interactions(log)
-    config = TrainingConfig(recency_half_life=3600.0, validation_fraction=0.0)
+    config = TrainingConfig(**{**NEXT_ITEM, "recency_half_life": 3600.0, "validation_fraction": 0.0})
     on = trainer.prepare_data(data, Hyperparameters(), config)
     off = trainer.prepare_data(data, Hyperparameters(recency_mask=False), config)
     ts = on.sessions.timestamp
     np.testing.assert_allclose(on.features.weight, 0.5 ** ((ts.max() - ts) / 3600.0), rtol=1e-5, atol=1e-30)
     np.testing.assert_array_equal(off.features.weight, np.ones(len(ts)))
-    default = trainer.prepare_data(data, Hyperparameters(), TrainingConfig())
+    default = trainer.prepare_data(data, Hyperparameters(), TrainingConfig(**NEXT_ITEM))
     assert default.half_life == pytest.approx(ts.max() - ts.min())
     # Validation targets are never trained on.
     assert np.all(default.features.weight[default.validation_weight > 0] == 0)
@@ -178,8 +195,8 @@ def test_user_weight_exponent_divides_by_history_length(log: dict[str, np.ndarra
     keep[(log["user"] == 0) & (np.arange(len(keep)) % 20 >= 5)] = False  # user 0: 5 events
     data = interactions({k: v[keep] for k, v in log.items()})
     hyper = Hyperparameters(recency_mask=False)
-    flat = trainer.prepare_data(data, hyper, TrainingConfig(validation_fraction=0.0))
-    config = TrainingConfig(validation_fraction=0.0, user_weight_exponent=1.0)
+    flat = trainer.prepare_data(data, hyper, TrainingConfig(**{**NEXT_ITEM, "validation_fraction": 0.0}))
+    config = TrainingConfig(**{**NEXT_ITEM, "validation_fraction": 0.0, "user_weight_exponent": 1.0})
     equal = trainer.prepare_data(data, hyper, config)
     np.testing.assert_array_equal(flat.features.weight, np.ones(len(flat.sessions)))
     # every user has the same total weight over its targets (events 1 … n−1 of n)
@@ -203,7 +220,9 @@ def test_evaluate_holdout_matches_a_direct_computation(
     model: hrnn.TrainedModel, log: dict[str, np.ndarray]
 ) -> None:
     data = interactions(log)
-    prepared = trainer.prepare_data(data, Hyperparameters(), TrainingConfig(validation_fraction=0.0))
+    prepared = trainer.prepare_data(
+        data, Hyperparameters(), TrainingConfig(**{**NEXT_ITEM, "validation_fraction": 0.0})
+    )
     sessions, features = prepared.sessions, prepared.features
     assert model.item_ids == list(sessions.item_ids)  # the same item indices
     module = model.module
@@ -277,10 +296,21 @@ def test_sampled_losses_train(log: dict[str, np.ndarray], settings: dict[str, An
 def test_progress_bar_and_throughput_logging(
     log: dict[str, np.ndarray], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="hrnn"):
-        hrnn.train(interactions(log), **{**FAST, "epochs": 1, "progress": True})
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    with caplog.at_level(logging.INFO, logger="hrnn"), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "stderr", terminal)
+        hrnn.train(interactions(log), **{**FAST, "epochs": 2, "progress": True})
     assert "events/s" in caplog.text
-    assert "epoch 1/1" in capsys.readouterr().err
+    bar = terminal.getvalue()
+    # one bar for the whole run: epoch, loss, events/s, the last validation metric, an ETA
+    assert "epoch 2/2" in bar and "loss " in bar and "events/s" in bar
+    assert re.search(r"validation MRR@25 0\.\d{4}", bar) and "<" in bar
+    # not a terminal (pytest's capture): no bar even with progress on, so logs stay clean
+    hrnn.train(interactions(log), **{**FAST, "epochs": 1, "progress": True})
     hrnn.train(interactions(log), **{**FAST, "epochs": 1})
     assert capsys.readouterr().err == ""
 
@@ -400,11 +430,11 @@ def test_loss_exclude_seen_masks_each_rows_earlier_items(log: dict[str, np.ndarr
     assert trainer.prepare_data(
         data, Hyperparameters(), TrainingConfig(loss_exclude_seen=None)
     ).loss_exclude_seen
-    assert not trainer.prepare_data(data, Hyperparameters(), TrainingConfig()).loss_exclude_seen
+    assert not trainer.prepare_data(data, Hyperparameters(), TrainingConfig(**NEXT_ITEM)).loss_exclude_seen
     features, starts = prepared.features, prepared.starts
     user_start = np.repeat(starts, prepared.ends - starts)
     layout = build_layout(starts, prepared.train_stop, 4, 8)
-    batches = list(trainer._windows(layout, features, torch.device("cpu"), user_start=user_start))
+    batches = list(windows.windows(layout, features, torch.device("cpu"), user_start=user_start))
     for index, batch in enumerate(batches):
         window = layout.window(index, features)
         position = window.position.reshape(-1)[batch["rows"].numpy()]

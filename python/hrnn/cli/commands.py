@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ _TRAIN_FLAGS = (
     "epochs",
     "batch_size",
     "learning_rate",
+    "num_threads",
 )
 
 
@@ -58,12 +60,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = hrnn.tune(data, fixed=fixed, seed=kwargs["seed"], **tune_kwargs)
         print(result)
         kwargs.update(result.best_config)
+    began = time.perf_counter()
     model = hrnn.train(data, **kwargs)
+    seconds = time.perf_counter() - began
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun every rank holds the same weights; rank 0 writes them
+    print(training_summary(model.training, seconds))
     path = model.save(args.out)
     print(f"model written to {path}")
     return 0
+
+
+def training_summary(training: dict[str, Any], seconds: float) -> str:
+    """One line: the training time, epochs and the best epoch's validation metrics."""
+    history = training.get("history", [])
+    best = int(training.get("best_epoch", 0))
+    line = f"trained in {seconds:.1f} s: {int(training.get('epochs_trained', len(history)))} epochs"
+    chosen = [e for e in history if int(e.get("epoch", 0)) == best and "validation_mrr" in e]
+    if chosen:
+        e = chosen[0]
+        line += (
+            f", best epoch {best}: validation MRR@25 {e['validation_mrr']:.4f}, "
+            f"P@5 {e['validation_precision_at_5']:.4f}"
+        )
+    else:
+        line += " (no validation split: the last epoch's weights)"
+    return line
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -59,10 +59,25 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     )
     group = parser.add_argument_group("training")
     group.add_argument(
-        "--epochs", type=int, default=None, help="maximum epochs (early stopping may end sooner)"
+        "--epochs",
+        type=int,
+        default=None,
+        help="maximum epochs (default: automatic, 14 on rating-like data, 30 with early stopping else)",
     )
-    group.add_argument("--batch-size", type=int, default=None, help="users trained in parallel per step")
-    group.add_argument("--learning-rate", type=float, default=None, help="Adam learning rate")
+    group.add_argument(
+        "--batch-size", type=int, default=None, help="users trained in parallel per step (default: automatic)"
+    )
+    group.add_argument(
+        "--learning-rate", type=float, default=None, help="Adam learning rate (default: automatic)"
+    )
+    group.add_argument(
+        "--threads",
+        dest="num_threads",
+        type=int,
+        default=None,
+        help="threads of torch's own ops during training (automatic: 1 while hrnn's fused CPU "
+        "kernels, which use every core, carry the step)",
+    )
     group.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'")
     group.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights on CPU)")
     group.add_argument(

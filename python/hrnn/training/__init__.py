@@ -44,9 +44,9 @@ def train(
     event_type: str | None = None,
     event_value_threshold: float | None = None,
     session_timeout: int = DEFAULT_SESSION_TIMEOUT,
-    epochs: int = _DEFAULTS.epochs,
+    epochs: int | None = _DEFAULTS.epochs,
     batch_size: int | None = _DEFAULTS.batch_size,
-    learning_rate: float = _DEFAULTS.learning_rate,
+    learning_rate: float | None = _DEFAULTS.learning_rate,
     weight_decay: float = _DEFAULTS.weight_decay,
     loss: LossName = _DEFAULTS.loss,
     full_softmax_max_items: int = _DEFAULTS.full_softmax_max_items,
@@ -57,13 +57,13 @@ def train(
     dropout_embedding: float = _DEFAULTS.dropout_embedding,
     dropout_hidden: float = _DEFAULTS.dropout_hidden,
     recency_half_life: float | None = _DEFAULTS.recency_half_life,
-    target_window: int = _DEFAULTS.target_window,
+    target_window: int | None = _DEFAULTS.target_window,
     target_window_decay: float = _DEFAULTS.target_window_decay,
     shuffle_ties: bool = _DEFAULTS.shuffle_ties,
-    user_weight_exponent: float = _DEFAULTS.user_weight_exponent,
+    user_weight_exponent: float | None = _DEFAULTS.user_weight_exponent,
     max_grad_norm: float = _DEFAULTS.max_grad_norm,
     weight_average_decay: float = _DEFAULTS.weight_average_decay,
-    validation_fraction: float = _DEFAULTS.validation_fraction,
+    validation_fraction: float | None = _DEFAULTS.validation_fraction,
     validation_max_users: int = _DEFAULTS.validation_max_users,
     validation_holdout: float = _DEFAULTS.validation_holdout,
     validation_exclude_seen: bool | None = _DEFAULTS.validation_exclude_seen,
@@ -72,6 +72,7 @@ def train(
     plateau_decay: float = _DEFAULTS.plateau_decay,
     ensemble_size: int = _DEFAULTS.ensemble_size,
     cpu_kernels: bool = _DEFAULTS.cpu_kernels,
+    num_threads: int | None = _DEFAULTS.num_threads,
     device: Any = "auto",
     amp: bool = False,
     seed: int = 0,
@@ -82,9 +83,12 @@ def train(
     Data preparation, in this order: ``interactions.select(event_type, event_value_threshold)``,
     the history-length percentile filter, ``check_minimum()``, then ``sessionize(session_timeout)``.
     Each user's events form one time-ordered sequence; training uses user-parallel truncated BPTT
-    windows of ``bptt`` events, Adam, and early stopping on the latest events of a sample of users
-    (restoring the best epoch). Progress is a tqdm bar per epoch; each epoch is logged (loss,
-    events/s, validation MRR@25) through ``logging``. docs/training.md explains every setting.
+    windows of ``bptt`` events and Adam. Settings left at ``None`` are automatic: they follow the
+    shape of the data (rating-like data, where no user interacts with an item twice, against
+    click-like data; :mod:`hrnn.training.procedure`), and model.json's ``training`` records what
+    they became. Progress is one tqdm bar (epoch, loss, events/s, validation MRR@25, ETA) when
+    stderr is a terminal; each epoch is logged through ``logging``. docs/training.md explains every
+    setting.
 
     Args:
         interactions: the training interactions.
@@ -96,9 +100,10 @@ def train(
         event_type: train only on this EVENT_TYPE.
         event_value_threshold: train only on rows with EVENT_VALUE ≥ this.
         session_timeout: seconds of inactivity that start a new session.
-        epochs: most epochs.
-        batch_size: user-parallel slots per process (``None``: ``clamp(events // 4000, 16, 256)``).
-        learning_rate: Adam step size.
+        epochs: most epochs (``None``: 14 on rating-like data, 30 with early stopping otherwise).
+        batch_size: user-parallel slots per process (``None``: ``clamp(min(E // 1000, E // L), 16,
+            256)`` for ``E`` events and a longest user history of ``L``).
+        learning_rate: Adam step size (``None``: ``0.01 · √(batch_size / 16)``).
         weight_decay: Adam weight decay.
         loss: ``"cross-entropy"`` or ``"bpr-max"``.
         full_softmax_max_items: larger catalogues use the sampled softmax.
@@ -109,19 +114,22 @@ def train(
         dropout_embedding: dropout on the input vector.
         dropout_hidden: dropout on the read-out state.
         recency_half_life: seconds (default: the training time span, so the oldest target weighs ½).
-        target_window: train each input on the user's next ``target_window`` events (1 = next only).
+        target_window: train each input on the user's next ``target_window`` events (1 = next only;
+            ``None``: 16 on rating-like data, else 1).
         target_window_decay: weight ``decay ** (j − 1)`` of the ``j``-th event of the window.
         shuffle_ties: each epoch, train on a random order of a user's events with equal timestamps.
-        user_weight_exponent: target weights × ``n_u ** −p`` for a user with ``n_u`` training targets.
+        user_weight_exponent: target weights × ``n_u ** −p`` for a user with ``n_u`` training targets
+            (``None``: 0.5 on rating-like data, else 0).
         max_grad_norm: gradient-norm clipping (0 = off).
         weight_average_decay: validate and export a moving average of the weights (0 = off).
-        validation_fraction: share of users used for early stopping (0 = no early stopping).
+        validation_fraction: share of users used for early stopping (0 = no early stopping;
+            ``None``: 0 on rating-like data, else 0.1).
         validation_max_users: cap on validation users.
         validation_holdout: share of a validation user's latest events held out.
-        validation_exclude_seen: validation ranks without the user's earlier items (``None``: when
-            no (user, item) pair repeats in the data).
-        loss_exclude_seen: the full softmax leaves out each input's earlier items (``None``: when no
-            (user, item) pair repeats in the data).
+        validation_exclude_seen: validation ranks without the user's earlier items (``None``: on
+            rating-like data).
+        loss_exclude_seen: the full softmax leaves out each input's earlier items (``None``: on
+            rating-like data).
         patience: epochs without validation improvement before stopping.
         plateau_decay: learning-rate factor applied after each epoch without improvement.
         ensemble_size: train this many members of width ``hidden_dimension`` (seeds derived from
@@ -129,6 +137,8 @@ def train(
             ``ensemble_size × hidden_dimension`` that averages their logits (1 = a single model).
         cpu_kernels: on CPU, hrnn's fused kernels for the cell's BPTT and the full softmax (False:
             torch's ops only).
+        num_threads: torch's threads during training (``None``: 1 when hrnn's fused CPU kernels
+            carry the step; they use ``hrnn.set_num_threads``).
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, a ``torch.device``.
         amp: bfloat16 autocast on CUDA (ignored on CPU).
         seed: seed of every random choice; the same seed gives the same weights on CPU.
@@ -181,6 +191,7 @@ def train(
         seed=seed,
         ensemble_size=ensemble_size,
         cpu_kernels=cpu_kernels,
+        num_threads=num_threads,
     )
     if not isinstance(amp, bool):
         raise TypeError(f"amp: expected True or False, found {type(amp).__name__} {amp!r}")

@@ -91,12 +91,19 @@ class Hyperparameters:
 class TrainingConfig:
     """Training settings. The defaults work on the shared data without tuning (docs/training.md).
 
+    A setting documented with "``None``: automatic" is resolved from the shape of the training data
+    by :func:`hrnn.training.procedure.resolve` (rating-like data, where no user interacts with an
+    item twice, against click-like data); model.json records what it became.
+
     Attributes:
         epochs: most passes over the training data (early stopping may end sooner), in [1, 10000].
+            ``None``: automatic (14 for rating-like data, 30 for click-like).
         batch_size: user-parallel slots per mini-batch and process (each optimizer step sees
-            ``batch_size × bptt`` events per process), in [1, 65536]. ``None``: the data-size rule of
-            :meth:`resolved_batch_size`.
-        learning_rate: Adam's step size, in (0, 10].
+            ``batch_size × bptt`` events per process), in [1, 65536]. ``None``: automatic
+            (``clamp(min(E // 1000, E // L), 16, 256)`` for ``E`` events and a longest history of
+            ``L``).
+        learning_rate: Adam's step size, in (0, 10]. ``None``: automatic,
+            ``0.01 · √(batch_size / 16)``.
         weight_decay: L2 penalty (Adam's ``weight_decay``), in [0, 1].
         loss: ``"cross-entropy"`` (softmax; full or sampled, see ``full_softmax_max_items``) or
             ``"bpr-max"`` (always over the sampled candidates).
@@ -116,6 +123,7 @@ class TrainingConfig:
             (input, target) pair a target of the loss with the later target's own weight — a
             "future window" objective for set-valued predictions (the next 10% of a user's ratings);
             ``1``: the next event only. Cross-entropy only (full or sampled). In [1, 1024].
+            ``None``: automatic (16 for rating-like data, 1 for click-like).
         target_window_decay: the ``j``-th next event of the window weighs ``decay ** (j − 1)``
             (``1``: uniform), in (0, 1].
         shuffle_ties: each epoch, the events of a user that share a timestamp are put in a random
@@ -124,7 +132,8 @@ class TrainingConfig:
             input order.
         user_weight_exponent: each target's loss weight is multiplied by ``n_u ** −p`` for a user
             with ``n_u`` training targets (``0``: every event counts the same, so the longest
-            histories dominate; ``1``: every user counts the same in total). In [0, 1].
+            histories dominate; ``1``: every user counts the same in total). In [0, 1]. ``None``:
+            automatic (0.5 for rating-like data, 0 for click-like).
         max_grad_norm: gradient clipping threshold (``0`` = none), in [0, inf).
         weight_average_decay: validation and the export use an exponential moving average of the
             weights over optimizer steps, ``ā ← d·ā + (1 − d)·w`` after each step with
@@ -132,17 +141,18 @@ class TrainingConfig:
             weights. In [0, 1).
         validation_fraction: share of users whose latest events are held out for early stopping
             (at least ``min(200, users // 3)``, at most ``validation_max_users``); ``0`` disables
-            early stopping. In [0, 0.5].
+            early stopping. In [0, 0.5]. ``None``: automatic (0 for rating-like data: a fixed
+            number of epochs on every user; 0.1 for click-like).
         validation_max_users: cap on validation users, in [1, 10**9].
         validation_holdout: share of a validation user's events held out (at least one), in (0, 0.5].
         validation_exclude_seen: validation drops the items of a user's earlier events from the
-            ranking, as ``hrnn.evaluate(exclude_seen=True)`` does. ``None``: on exactly when no
-            (user, item) pair occurs twice in the training data (ratings, purchases of durable
+            ranking, as ``hrnn.evaluate(exclude_seen=True)`` does. ``None``: automatic, on exactly
+            for rating-like data (no (user, item) pair occurs twice: ratings, purchases of durable
             goods), off otherwise (clicks, where repeats are common).
         loss_exclude_seen: the full softmax of each training input leaves out the items of the
             user's events up to that input (its targets excepted), as the ranking does with
-            ``exclude_seen``. ``None``: on exactly when ``validation_exclude_seen=None`` would be.
-            The sampled losses ignore it.
+            ``exclude_seen``. ``None``: automatic, on exactly for rating-like data. The sampled
+            losses ignore it.
         patience: epochs without improvement of the validation MRR@25 before stopping, in [1, 1000].
         plateau_decay: the learning rate is multiplied by this after each epoch without
             improvement, in (0, 1]. Default 1 (a constant rate: the weight average takes the place
@@ -152,6 +162,11 @@ class TrainingConfig:
         cpu_kernels: on a CPU, run the recurrent cell's BPTT and the full-softmax loss through
             hrnn's fused kernels (``hrnn.training.kernels``; the same results as torch's ops up to
             rounding, several times faster). False: torch's ops only, as on a GPU.
+        num_threads: threads of torch's own ops during training (restored afterwards); the fused
+            kernels use hrnn's threads (``hrnn.set_num_threads``, default: every core). ``None``:
+            1 when the fused kernels carry the step (CPU, full softmax: torch's remaining ops are
+            small, and more threads spin-wait at every op, which on shared cores costs many times
+            the work), else torch's current setting.
         ensemble_size: ``M`` independently trained members (seeds from ``seed``), each an HRNN of
             width ``hidden_dimension``, exported as one block-diagonal model of width
             ``M × hidden_dimension`` whose logits are the mean of the members' (docs/model.md):
@@ -159,9 +174,9 @@ class TrainingConfig:
             model. In [1, 32].
     """
 
-    epochs: int = 30
+    epochs: int | None = None
     batch_size: int | None = None
-    learning_rate: float = 0.01
+    learning_rate: float | None = None
     weight_decay: float = 0.0
     loss: LossName = "cross-entropy"
     full_softmax_max_items: int = 50_000
@@ -172,29 +187,32 @@ class TrainingConfig:
     dropout_embedding: float = 0.2
     dropout_hidden: float = 0.4
     recency_half_life: float | None = None
-    target_window: int = 1
+    target_window: int | None = None
     target_window_decay: float = 1.0
     shuffle_ties: bool = False
-    user_weight_exponent: float = 0.0
+    user_weight_exponent: float | None = None
     max_grad_norm: float = 5.0
     weight_average_decay: float = 0.99
-    validation_fraction: float = 0.1
+    validation_fraction: float | None = None
     validation_max_users: int = 2000
     validation_holdout: float = 0.1
     validation_exclude_seen: bool | None = None
-    loss_exclude_seen: bool | None = False
+    loss_exclude_seen: bool | None = None
     patience: int = 3
     plateau_decay: float = 1.0
     session_timeout: int = DEFAULT_SESSION_TIMEOUT
     seed: int = 0
     ensemble_size: int = 1
     cpu_kernels: bool = True
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs, 1, 10_000)
+        if self.epochs is not None:
+            _check_int("epochs", self.epochs, 1, 10_000)
         if self.batch_size is not None:
             _check_int("batch_size", self.batch_size, 1, 65_536)
-        _check_float("learning_rate", self.learning_rate, 0.0, 10.0, open_lo=True)
+        if self.learning_rate is not None:
+            _check_float("learning_rate", self.learning_rate, 0.0, 10.0, open_lo=True)
         _check_float("weight_decay", self.weight_decay, 0.0, 1.0)
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, found {self.loss!r}")
@@ -207,15 +225,18 @@ class TrainingConfig:
         _check_float("dropout_hidden", self.dropout_hidden, 0.0, 0.999)
         if self.recency_half_life is not None:
             _check_float("recency_half_life", self.recency_half_life, 0.0, None, open_lo=True)
-        _check_int("target_window", self.target_window, 1, 1024)
+        if self.target_window is not None:
+            _check_int("target_window", self.target_window, 1, 1024)
         _check_float("target_window_decay", self.target_window_decay, 0.0, 1.0, open_lo=True)
-        if self.target_window > 1 and self.loss != "cross-entropy":
+        if self.target_window is not None and self.target_window > 1 and self.loss != "cross-entropy":
             raise ValueError(f"target_window: expected 1 with loss={self.loss!r}, found {self.target_window}")
         _check_bool("shuffle_ties", self.shuffle_ties)
-        _check_float("user_weight_exponent", self.user_weight_exponent, 0.0, 1.0)
+        if self.user_weight_exponent is not None:
+            _check_float("user_weight_exponent", self.user_weight_exponent, 0.0, 1.0)
         _check_float("max_grad_norm", self.max_grad_norm, 0.0, None)
         _check_float("weight_average_decay", self.weight_average_decay, 0.0, 0.9999)
-        _check_float("validation_fraction", self.validation_fraction, 0.0, 0.5)
+        if self.validation_fraction is not None:
+            _check_float("validation_fraction", self.validation_fraction, 0.0, 0.5)
         _check_int("validation_max_users", self.validation_max_users, 1, 10**9)
         _check_float("validation_holdout", self.validation_holdout, 0.0, 0.5, open_lo=True)
         if self.validation_exclude_seen is not None:
@@ -228,25 +249,8 @@ class TrainingConfig:
         _check_int("seed", self.seed, 0, 2**63 - 1)
         _check_int("ensemble_size", self.ensemble_size, 1, 32)
         _check_bool("cpu_kernels", self.cpu_kernels)
-
-    def resolved_batch_size(self, num_events: int) -> int:
-        """The batch size used for ``num_events`` training events.
-
-        Rule when ``batch_size`` is ``None``: ``clamp(num_events // 4000, 16, 256)`` slots. An epoch
-        then takes about ``4000 / bptt`` optimizer steps of ``batch_size × bptt`` targets while the data
-        is small (66k events → 16 slots on RSC15-100k, 79k → 19 on MovieLens latest-small): small
-        data needs many small steps. Large data gets wide batches (256 slots from 1M events on), which
-        are cheaper per event and keep a GPU busy.
-
-        Args:
-            num_events: training events (after selection and filtering).
-
-        Returns:
-            The number of user-parallel slots.
-        """
-        if self.batch_size is not None:
-            return self.batch_size
-        return int(min(max(num_events // 4000, 16), 256))
+        if self.num_threads is not None:
+            _check_int("num_threads", self.num_threads, 1, 1024)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict (the ``training`` object of model.json)."""

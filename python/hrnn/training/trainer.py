@@ -9,25 +9,20 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
-from hrnn import model_format as fmt
 from hrnn.interactions import Interactions
 from hrnn.sessions import Sessions
 from hrnn.trained_model import TrainedModel
 from hrnn.training import kernels
 from hrnn.training.batching import (
     EventFeatures,
-    SlotLayout,
-    Window,
     balanced_slots,
     build_layout,
     recency_weights,
@@ -35,6 +30,7 @@ from hrnn.training.batching import (
 )
 from hrnn.training.config import Hyperparameters, TrainingConfig
 from hrnn.training.distributed import DistributedContext, resolve_device
+from hrnn.training.export import export_model
 from hrnn.training.loss import (
     NegativeSampler,
     bpr_max_loss,
@@ -45,6 +41,8 @@ from hrnn.training.loss import (
     sampled_softmax_window_loss,
 )
 from hrnn.training.model import HRNN
+from hrnn.training.procedure import DataShape, resolve
+from hrnn.training.windows import EVAL_SLOTS, final_states, states_after, windows
 
 __all__ = [
     "TrainingData",
@@ -63,7 +61,6 @@ VALIDATION_CUTOFF = 20
 #: Cut-off of the hold-out metrics of :func:`evaluate_holdout`, which drive early stopping (MRR@25,
 #: Recall@25; plus P@5): Personalize's list length.
 HOLDOUT_CUTOFF = 25
-_EVAL_SLOTS = 512
 #: Validation users scored per catalogue-wide logits matrix.
 _HOLDOUT_CHUNK = 256
 
@@ -74,6 +71,7 @@ class TrainingData:
 
     Attributes:
         interactions: the interactions after selection and the percentile filter.
+        selected: the interactions after selection only (every user the model will serve).
         sessions: their sessions.
         features: per-event features; ``weight`` is the training target weight (recency, 0 for
             validation targets).
@@ -82,13 +80,13 @@ class TrainingData:
         validation_start: per user, the first held-out position (= user end when none).
         validation_weight: per event, 1 for held-out targets, else 0.
         half_life: the recency half-life used, in seconds (``None`` when all weights are 1).
-        validation_exclude_seen: whether validation excludes each user's earlier items from the
-            ranking (``config.validation_exclude_seen`` resolved against the data).
-        loss_exclude_seen: whether the full softmax leaves out each input's earlier items
-            (``config.loss_exclude_seen`` resolved against the data).
+        config: the training settings with every automatic (``None``) one resolved for this
+            data (:func:`hrnn.training.procedure.resolve`).
+        shape: what the automatic settings were resolved from.
     """
 
     interactions: Interactions
+    selected: Interactions
     sessions: Sessions
     features: EventFeatures
     train_stop: npt.NDArray[np.int64]
@@ -96,8 +94,18 @@ class TrainingData:
     validation_start: npt.NDArray[np.int64]
     validation_weight: npt.NDArray[np.float32]
     half_life: float | None
-    validation_exclude_seen: bool = False
-    loss_exclude_seen: bool = False
+    config: TrainingConfig
+    shape: DataShape
+
+    @property
+    def validation_exclude_seen(self) -> bool:
+        """Whether validation excludes each user's earlier items from the ranking."""
+        return bool(self.config.validation_exclude_seen)
+
+    @property
+    def loss_exclude_seen(self) -> bool:
+        """Whether the full softmax leaves out each input's earlier items."""
+        return bool(self.config.loss_exclude_seen)
 
     @property
     def starts(self) -> npt.NDArray[np.int64]:
@@ -117,12 +125,14 @@ def prepare_data(
     event_type: str | None = None,
     event_value_threshold: float | None = None,
 ) -> TrainingData:
-    """Selection, percentile filter, minimum check, sessionize, recency weights, validation split.
+    """Selection, percentile filter, minimum check, sessionize, the automatic settings, recency
+    weights, validation split.
 
     Args:
         interactions: the raw interactions.
         hyper: hyperparameters (percentiles, recency mask).
-        config: training settings (session timeout, validation split, half-life, seed).
+        config: training settings (session timeout, validation split, half-life, seed); ``None``
+            settings are resolved for the data (:func:`hrnn.training.procedure.resolve`).
         event_type: keep only this EVENT_TYPE (``Interactions.select``).
         event_value_threshold: keep only rows with EVENT_VALUE ≥ this.
 
@@ -132,12 +142,15 @@ def prepare_data(
     Raises:
         InsufficientDataError: the filtered data is below Personalize's minimum.
     """
-    data = interactions.select(event_type, event_value_threshold)
-    data = data.filter_by_history_length(
+    selected = interactions.select(event_type, event_value_threshold)
+    data = selected.filter_by_history_length(
         hyper.min_user_history_length_percentile, hyper.max_user_history_length_percentile
     )
     data.check_minimum()
     sessions = data.sessionize(config.session_timeout)
+    shape = DataShape.of(sessions)
+    config = resolve(config, shape)
+    assert config.validation_fraction is not None and config.user_weight_exponent is not None
     ts = sessions.timestamp
     end_time, span = int(ts.max()), int(ts.max() - ts.min())
     half_life = config.recency_half_life
@@ -175,14 +188,9 @@ def prepare_data(
         targets = np.maximum(counts - 1, 1).astype(np.float64)
         weight = weight * np.power(targets, -config.user_weight_exponent)[user_of_event]
     train_weight = np.where(held_out, 0.0, weight).astype(np.float32)
-    # on when no user interacts with an item twice (e.g. ratings), where recommending an
-    # already-seen item is useless and evaluation excludes them
-    pairs = sessions.user_index.astype(np.int64) * max(sessions.num_items, 1) + sessions.item_index
-    no_repeats = bool(np.unique(pairs).size == len(sessions))
-    exclude_seen = no_repeats if config.validation_exclude_seen is None else config.validation_exclude_seen
-    loss_exclude_seen = no_repeats if config.loss_exclude_seen is None else config.loss_exclude_seen
     return TrainingData(
         interactions=data,
+        selected=selected,
         sessions=sessions,
         features=EventFeatures.from_sessions(sessions, train_weight),
         train_stop=validation_start - 1,
@@ -190,8 +198,8 @@ def prepare_data(
         validation_start=validation_start,
         validation_weight=held_out.astype(np.float32),
         half_life=half_life,
-        validation_exclude_seen=exclude_seen,
-        loss_exclude_seen=loss_exclude_seen,
+        config=config,
+        shape=shape,
     )
 
 
@@ -289,91 +297,6 @@ def _mask_seen(
     return logits.float().masked_fill(mask, -math.inf)
 
 
-def _seen_pairs(
-    window: Window, features: EventFeatures, user_start: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(row, item) of every item the user of each training row has had up to its input event.
-
-    Rows are those of ``_to_device`` (``weight > 0``, in flattened time-major order).
-    """
-    position = window.position.reshape(-1)[np.flatnonzero(window.weight.reshape(-1) > 0)]
-    first = user_start[position]
-    counts = position - first + 1
-    rows = np.repeat(np.arange(position.size, dtype=np.int64), counts)
-    within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    return rows, features.item[np.repeat(first, counts) + within]
-
-
-def _seen_ranges(
-    window: Window, user_start: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Per training row (as :func:`_seen_pairs`), the range ``[start, stop)`` of event positions
-    whose items its user has had up to its input event."""
-    position = window.position.reshape(-1)[np.flatnonzero(window.weight.reshape(-1) > 0)]
-    return user_start[position], position + 1
-
-
-def _to_device(
-    window: Window,
-    device: torch.device,
-    targets_ahead: bool = False,
-    seen: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
-    seen_ranges: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
-) -> dict[str, torch.Tensor]:
-    """The window as torch tensors on ``device`` (through pinned memory on CUDA).
-
-    ``targets_ahead`` adds ``window_target`` and ``window_weight`` (a ``target_window`` > 1);
-    ``seen`` adds ``seen_row`` and ``seen_item`` (``loss_exclude_seen``), ``seen_ranges`` adds
-    ``seen_items``, ``seen_start`` and ``seen_stop`` (the same for the fused kernel).
-    """
-    arrays: dict[str, np.ndarray] = {
-        "item": window.item,
-        "event_type": window.event_type,
-        "time": window.time,
-        "reset": window.reset,
-        "target": window.target,
-        "target_time": window.target_time,
-        "weight": window.weight,
-        "rows": np.flatnonzero(window.weight.reshape(-1) > 0),
-    }
-    if targets_ahead:
-        arrays["window_target"] = window.window_target
-        arrays["window_weight"] = window.window_weight
-    if seen is not None:
-        arrays["seen_row"], arrays["seen_item"] = seen
-    if seen_ranges is not None:
-        arrays["seen_items"], arrays["seen_start"], arrays["seen_stop"] = seen_ranges
-    pin = device.type == "cuda"
-    out = {}
-    for name, array in arrays.items():
-        t = torch.from_numpy(np.ascontiguousarray(array))
-        if pin:
-            t = t.pin_memory()
-        out[name] = t.to(device, non_blocking=pin)
-    return out
-
-
-def _windows(
-    layout: SlotLayout,
-    features: EventFeatures,
-    device: torch.device,
-    target_window: int = 1,
-    target_window_decay: float = 1.0,
-    user_start: npt.NDArray[np.int64] | None = None,
-    seen_as_ranges: bool = False,
-) -> Iterator[dict[str, torch.Tensor]]:
-    """The layout's windows as tensors; with ``user_start``, each row's earlier items (as pairs,
-    or as ranges into ``features.item`` with ``seen_as_ranges``)."""
-    for index in range(layout.num_windows):
-        window = layout.window(index, features, target_window, target_window_decay)
-        seen = ranges = None
-        if user_start is not None and seen_as_ranges:
-            ranges = (features.item, *_seen_ranges(window, user_start))
-        elif user_start is not None:
-            seen = _seen_pairs(window, features, user_start)
-        yield _to_device(window, device, targets_ahead=target_window > 1, seen=seen, seen_ranges=ranges)
-
-
 @torch.no_grad()
 def evaluate(
     model: HRNN,
@@ -404,10 +327,10 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    layout = build_layout(starts, stops, min(_EVAL_SLOTS, max(len(starts), 1)), 32)
+    layout = build_layout(starts, stops, min(EVAL_SLOTS, max(len(starts), 1)), 32)
     state = torch.zeros(layout.num_slots, model.hidden_dimension, device=device)
     reciprocal, hits, count = 0.0, 0, 0
-    for batch in _windows(layout, features, device):
+    for batch in windows(layout, features, device):
         states, state = model.run(batch["item"], batch["event_type"], batch["time"], state, batch["reset"])
         rows = batch["rows"]
         if rows.numel() == 0:
@@ -426,57 +349,6 @@ def evaluate(
     if count == 0:
         return {"mrr": 0.0, "recall": 0.0, "targets": 0.0}
     return {"mrr": reciprocal / count, "recall": hits / count, "targets": float(count)}
-
-
-@torch.no_grad()
-def states_after(
-    model: HRNN,
-    features: EventFeatures,
-    starts: npt.NDArray[np.int64],
-    stops: npt.NDArray[np.int64],
-    device: torch.device,
-) -> np.ndarray:
-    """Each range's state after its last input event ``stops − 1`` (zero for an empty range).
-
-    Args:
-        model: the network (run in eval mode; its mode is restored).
-        features: per-event features.
-        starts: first input position of each range (ranges are disjoint, e.g. one per user).
-        stops: one past the last input position of each range.
-        device: where to run.
-
-    Returns:
-        ``[len(starts), H]`` float32.
-    """
-    was_training = model.training
-    model.eval()
-    count = len(starts)
-    layout = build_layout(starts, stops, min(_EVAL_SLOTS, max(count, 1)), 32)
-    row_of_last = np.full(len(features.item) + 1, -1, dtype=np.int64)
-    nonempty = np.flatnonzero(stops > starts)
-    row_of_last[stops[nonempty] - 1] = nonempty
-    out = np.zeros((count, model.hidden_dimension), dtype=np.float32)
-    state = torch.zeros(layout.num_slots, model.hidden_dimension, device=device)
-    for index in range(layout.num_windows):
-        window = layout.window(index, features)
-        batch = _to_device(window, device)
-        states, state = model.run(batch["item"], batch["event_type"], batch["time"], state, batch["reset"])
-        pos = window.position.reshape(-1)
-        rows = np.where(pos >= 0, row_of_last[pos], -1)
-        pick = np.flatnonzero(rows >= 0)
-        if pick.size:
-            picked = states.flatten(0, 1)[torch.from_numpy(pick).to(device)]
-            out[rows[pick]] = picked.float().cpu().numpy()
-    model.train(was_training)
-    return out
-
-
-@torch.no_grad()
-def final_states(
-    model: HRNN, features: EventFeatures, sessions: Sessions, device: torch.device
-) -> np.ndarray:
-    """Each user's state ``h_T`` after their last event (every event is an input), ``[U, H]`` float32."""
-    return states_after(model, features, sessions.user_offsets[:-1], sessions.user_offsets[1:], device)
 
 
 @torch.no_grad()
@@ -548,93 +420,6 @@ def evaluate_holdout(
     }
 
 
-def _recent_histories(sessions: Sessions, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    starts, ends = sessions.user_offsets[:-1], sessions.user_offsets[1:]
-    keep = np.minimum(ends - starts, limit)
-    offsets = np.zeros(len(keep) + 1, dtype=np.int64)
-    np.cumsum(keep, out=offsets[1:])
-    first = ends - keep
-    within = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], keep)
-    items = sessions.item_index[np.repeat(first, keep) + within].astype(np.int32)
-    return offsets, items
-
-
-def _export(
-    model: HRNN,
-    data: TrainingData,
-    hyper: Hyperparameters,
-    config: TrainingConfig,
-    device: torch.device,
-    log: list[dict[str, float]],
-    members: list[dict[str, int]],
-) -> TrainedModel:
-    from hrnn import __version__
-
-    sessions = data.sessions
-    features = data.features.with_weight(np.zeros(len(sessions), dtype=np.float32))
-    tensors: dict[str, Any] = model.export_tensors()
-    num_items = sessions.num_items
-    pairs = np.unique(sessions.user_index * num_items + sessions.item_index.astype(np.int64))
-    tensors[fmt.ITEMS_POPULARITY] = np.bincount(pairs % num_items, minlength=num_items).astype(np.int64)
-    tensors[fmt.USERS_STATE] = final_states(model, features, sessions, device)
-    ends = sessions.user_offsets[1:]
-    tensors[fmt.USERS_LAST_TIMESTAMP] = sessions.timestamp[ends - 1].astype(np.int64)
-    offsets, items = _recent_histories(sessions, fmt.HISTORY_LIMIT)
-    tensors[fmt.USERS_HISTORY_OFFSETS] = offsets
-    tensors[fmt.USERS_HISTORY_ITEMS] = items
-    (
-        tensors[fmt.USERS_SEEN_OFFSETS],
-        tensors[fmt.USERS_SEEN_ITEMS],
-        tensors[fmt.USERS_SEEN_EVENT_TYPES],
-    ) = fmt.seen_entries(
-        sessions.user_index,
-        sessions.item_index,
-        sessions.event_type,
-        sessions.num_users,
-        len(sessions.event_types),
-    )
-    training = config.to_dict()
-    training.update(
-        {
-            "resolved_batch_size": config.resolved_batch_size(len(sessions)),
-            "recency_half_life_used": data.half_life,
-            "validation_exclude_seen_used": data.validation_exclude_seen,
-            "loss_exclude_seen_used": data.loss_exclude_seen,
-            # member 0's figures (the whole model's when ensemble_size = 1); every member's in
-            # ``members``; ``history`` entries carry a ``member`` index when there are several
-            "member_hidden_dimension": hyper.hidden_dimension,
-            "epochs_trained": members[0]["epochs_trained"],
-            "best_epoch": members[0]["best_epoch"],
-            "members": members,
-            "history": log,
-        }
-    )
-    ts = sessions.timestamp
-    meta = {
-        "format": fmt.FORMAT_NAME,
-        "format_version": fmt.FORMAT_VERSION,
-        # the exported cell's width: ensemble_size × hidden_dimension for an ensemble
-        "hyperparameters": {**hyper.to_dict(), "hidden_dimension": model.hidden_dimension},
-        "training": training,
-        "session_timeout": config.session_timeout,
-        "history_limit": fmt.HISTORY_LIMIT,
-        "item_ids": list(sessions.item_ids),
-        "event_types": list(sessions.event_types),
-        "user_ids": list(sessions.user_ids),
-        "data_summary": {
-            "rows": len(sessions),
-            "users": sessions.num_users,
-            "items": num_items,
-            "sessions": sessions.num_sessions,
-            "time_range": [int(ts.min()), int(ts.max())],
-            "validation_users": len(data.validation_users),
-            "report": data.interactions.report().to_dict(),
-        },
-        "hrnn_version": __version__,
-    }
-    return TrainedModel(tensors, meta)
-
-
 def fit(
     interactions: Interactions,
     hyper: Hyperparameters,
@@ -654,8 +439,11 @@ def fit(
     """
     dev = resolve_device(device)
     ctx = DistributedContext.from_environment(dev)
+    torch_threads = torch.get_num_threads()
     try:
         data = prepare_data(interactions, hyper, config, event_type, event_value_threshold)
+        torch.set_num_threads(_torch_threads(data, config, dev, torch_threads))
+        requested, config = config, data.config
         count = config.ensemble_size
         width = hyper.hidden_dimension
         members: list[HRNN] = []
@@ -674,12 +462,30 @@ def fit(
                 {"seed": member_config.seed, "epochs_trained": len(member_log), "best_epoch": best_epoch}
             )
         model = members[0] if count == 1 else HRNN.block_diagonal(members)
-        result = _export(model, data, hyper, config, dev, log, summaries)
+        result = export_model(model, data, hyper, requested, dev, log, summaries)
     except BaseException:
         ctx.close(completed=False)
         raise
+    finally:
+        torch.set_num_threads(torch_threads)
     ctx.close()
     return result
+
+
+def _torch_threads(data: TrainingData, config: TrainingConfig, dev: torch.device, current: int) -> int:
+    """Threads for torch's own ops during training.
+
+    ``config.num_threads`` when given. Otherwise, when the fused kernels carry the step (CPU, full
+    softmax), torch's remaining ops are small and run on 1 thread: more would spin-wait at every
+    op's barrier, which on shared cores turns into waiting for the other process (an epoch then
+    takes many times longer); the kernels themselves use hrnn's threads (``hrnn.set_num_threads``).
+    """
+    if data.config.num_threads is not None:
+        return data.config.num_threads
+    fused = config.cpu_kernels and dev.type == "cpu" and config.loss == "cross-entropy"
+    if fused and data.sessions.num_items <= config.full_softmax_max_items:
+        return 1
+    return current
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -709,6 +515,9 @@ def _fit_member(
     """
     from tqdm.auto import tqdm
 
+    # prepare_data resolved every automatic setting
+    assert config.batch_size is not None and config.learning_rate is not None
+    assert config.epochs is not None and config.target_window is not None
     sessions, features = data.sessions, data.features
     num_items, num_users = sessions.num_items, sessions.num_users
     torch.manual_seed(config.seed)
@@ -735,7 +544,7 @@ def _fit_member(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     sampler = NegativeSampler(counts, config.sample_alpha, config.seed * 1009 + ctx.rank + 17)
-    num_slots = config.resolved_batch_size(len(sessions))
+    num_slots = config.batch_size
     extra_count = 0 if full_softmax else config.num_negatives
     log_q = torch.zeros(num_items, device=dev)
     use_amp = amp and dev.type == "cuda"
@@ -768,6 +577,15 @@ def _fit_member(
     raw_params: list[torch.Tensor] = list(model.parameters())
     avg_params: list[torch.Tensor] = list(averaged.parameters())
     steps_done = 0
+    # one bar for the whole training: epoch, loss, events/s, the last validation metric, and an
+    # ETA for the planned epochs (early stopping may end sooner); no bar when stderr is not a TTY
+    bar = tqdm(
+        total=0,
+        disable=True if not (progress and ctx.is_main) else None,
+        unit="batch",
+        dynamic_ncols=True,
+    )
+    last_validation = ""
     for epoch in range(config.epochs):
         order = np.random.default_rng([config.seed, 2, epoch]).permutation(num_users)
         epoch_features = features
@@ -789,14 +607,9 @@ def _fit_member(
         state = torch.zeros(num_slots, hidden, device=dev)
         began = time.perf_counter()
         loss_sum, loss_weight, events = 0.0, 0, 0
-        bar = tqdm(
-            total=layout.num_windows,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not (progress and ctx.is_main),
-            leave=False,
-            unit="batch",
-        )
-        for batch in _windows(
+        bar.total = bar.n + layout.num_windows * (config.epochs - epoch)
+        bar.set_description(f"epoch {epoch + 1}/{config.epochs}", refresh=False)
+        for batch in windows(
             layout,
             epoch_features,
             dev,
@@ -831,9 +644,11 @@ def _fit_member(
                 loss_weight += n
                 events += n
             rate = events / max(time.perf_counter() - began, 1e-9)
+            bar.set_postfix_str(
+                f"loss {loss_sum / max(loss_weight, 1):.4f}, {rate:,.0f} events/s{last_validation}",
+                refresh=False,
+            )
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / max(loss_weight, 1):.4f}", events_s=f"{rate:.0f}")
-        bar.close()
         seconds = time.perf_counter() - began
         entry: dict[str, float] = {
             "epoch": float(epoch + 1),
@@ -859,6 +674,7 @@ def _fit_member(
             entry["validation_precision_at_5"] = metrics["precision_at_5"]
             entry["validation_recall"] = metrics["recall"]
             entry["validation_seconds"] = time.perf_counter() - validation_began
+            last_validation = f", validation MRR@{HOLDOUT_CUTOFF} {entry['validation_mrr']:.4f}"
         log.append(entry)
         if ctx.is_main:
             logger.info(
@@ -887,6 +703,7 @@ def _fit_member(
                 if ctx.is_main:
                     logger.info("early stopping after epoch %d; best epoch %d", epoch + 1, best_epoch)
                 break
+    bar.close()
     if best_weights is not None:
         model.load_state_dict(best_weights)
     elif averaged is not model:

@@ -1,5 +1,5 @@
-//! Bounds-checked matrix views over slices and `C ← α·A·B + β·C` on them (the `matrixmultiply`
-//! crate's packed, AVX2+FMA-dispatched sgemm, single-threaded: callers parallelize over rows).
+//! Bounds-checked matrix views over slices and `C ← α·A·B + β·C` on them (the `gemm` crate's
+//! packed, runtime-dispatched kernels, single-threaded: callers parallelize over rows).
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy, Debug)]
@@ -112,22 +112,28 @@ pub fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) 
     }
     // SAFETY: every view was checked at construction to lie inside its slice (`extent`), the
     // shapes agree (asserted above), and `c` is borrowed mutably, so it aliases neither input.
+    // (The crate's own names are the other way round: dst ← alpha·dst + beta·lhs·rhs.)
     unsafe {
-        matrixmultiply::sgemm(
-            a.rows,
+        gemm::gemm(
+            c.rows,
+            c.cols,
             a.cols,
-            b.cols,
-            alpha,
-            a.data.as_ptr(),
-            a.row_stride as isize,
-            a.col_stride as isize,
-            b.data.as_ptr(),
-            b.row_stride as isize,
-            b.col_stride as isize,
-            beta,
             c.data.as_mut_ptr(),
-            c.row_stride as isize,
             1,
+            c.row_stride as isize,
+            beta != 0.0,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }

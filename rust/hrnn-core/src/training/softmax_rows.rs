@@ -8,13 +8,13 @@ use crate::engine::kernels::{exp_lanes, Fused, Isa, MulAdd, Unfused, PANEL};
 /// at most 64 values ≤ 1, keeping the f32 partial sums exact to ~1e-6).
 const FLUSH_CHUNKS: usize = 64;
 
-/// The largest value of `row` (`-inf` for an empty row or one of `-inf` only).
-pub fn row_max(isa: Isa, row: &[f32]) -> f32 {
+/// Adds `bias` to `row` element-wise and returns the largest result (`-inf` for an empty row).
+pub fn add_bias_and_max(isa: Isa, row: &mut [f32], bias: &[f32]) -> f32 {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2Fma` is only chosen after `is_x86_feature_detected!` confirmed both.
-        Isa::Avx2Fma => unsafe { row_max_avx2(row) },
-        _ => row_max_generic(row),
+        Isa::Avx2Fma => unsafe { add_bias_and_max_avx2(row, bias) },
+        _ => add_bias_and_max_generic(row, bias),
     }
 }
 
@@ -31,8 +31,8 @@ pub fn exp_in_place(isa: Isa, row: &mut [f32], shift: f32) -> f64 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn row_max_avx2(row: &[f32]) -> f32 {
-    row_max_generic(row)
+fn add_bias_and_max_avx2(row: &mut [f32], bias: &[f32]) -> f32 {
+    add_bias_and_max_generic(row, bias)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -42,11 +42,14 @@ fn exp_in_place_avx2(row: &mut [f32], shift: f32) -> f64 {
 }
 
 #[inline(always)]
-fn row_max_generic(row: &[f32]) -> f32 {
+fn add_bias_and_max_generic(row: &mut [f32], bias: &[f32]) -> f32 {
+    assert_eq!(row.len(), bias.len(), "a bias per logit");
     let mut lanes = [f32::NEG_INFINITY; PANEL];
-    let mut chunks = row.chunks_exact(PANEL);
-    for chunk in &mut chunks {
+    let mut chunks = row.chunks_exact_mut(PANEL);
+    let mut bias_chunks = bias.chunks_exact(PANEL);
+    for (chunk, b) in (&mut chunks).zip(&mut bias_chunks) {
         for l in 0..PANEL {
+            chunk[l] += b[l];
             lanes[l] = if chunk[l] > lanes[l] {
                 chunk[l]
             } else {
@@ -54,10 +57,15 @@ fn row_max_generic(row: &[f32]) -> f32 {
             };
         }
     }
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    let mut tail = f32::NEG_INFINITY;
+    for (x, &b) in chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(bias_chunks.remainder())
+    {
+        *x += b;
+        tail = if *x > tail { *x } else { tail };
+    }
     lanes.iter().fold(tail, |m, &x| if x > m { x } else { m })
 }
 
@@ -97,7 +105,7 @@ mod tests {
             row[17] = f32::NEG_INFINITY;
             row[999] = f32::NEG_INFINITY;
             let original = row.clone();
-            let max = row_max(isa, &row);
+            let max = add_bias_and_max(isa, &mut row, &vec![0.0; 1000]);
             assert_eq!(max, 0.0);
             let sum = exp_in_place(isa, &mut row, max);
             let mut want = 0.0f64;
