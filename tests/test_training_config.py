@@ -129,7 +129,9 @@ def test_automatic_settings_follow_the_kind_of_data() -> None:
         False,
     )
     assert (clicks.user_weight_exponent, clicks.validation_fraction, clicks.epochs) == (0.0, 0.1, 30)
-    assert ratings.learning_rate == clicks.learning_rate == pytest.approx(0.01 * (80 / 16) ** 0.5, rel=1e-4)
+    assert ratings.learning_rate == pytest.approx(0.01 * (80 / 16) ** 0.5, rel=1e-4)
+    assert clicks.learning_rate == pytest.approx(0.015 * (80 / 16) ** 0.5, rel=1e-4)
+    assert (ratings.plateau_decay, clicks.plateau_decay) == (1.0, 0.5)
     # what the user gave stays; a window is only automatic with the cross-entropy loss
     given = resolve(TrainingConfig(target_window=4, epochs=3, learning_rate=0.5), shape(80_000))
     assert (given.target_window, given.epochs, given.learning_rate) == (4, 3, 0.5)

@@ -69,7 +69,7 @@ def train(
     validation_exclude_seen: bool | None = _DEFAULTS.validation_exclude_seen,
     loss_exclude_seen: bool | None = _DEFAULTS.loss_exclude_seen,
     patience: int = _DEFAULTS.patience,
-    plateau_decay: float = _DEFAULTS.plateau_decay,
+    plateau_decay: float | None = _DEFAULTS.plateau_decay,
     ensemble_size: int = _DEFAULTS.ensemble_size,
     cpu_kernels: bool = _DEFAULTS.cpu_kernels,
     num_threads: int | None = _DEFAULTS.num_threads,
@@ -103,7 +103,8 @@ def train(
         epochs: most epochs (``None``: 14 on rating-like data, 30 with early stopping otherwise).
         batch_size: user-parallel slots per process (``None``: ``clamp(min(E // 1000, E // L), 16,
             256)`` for ``E`` events and a longest user history of ``L``).
-        learning_rate: Adam step size (``None``: ``0.01 · √(batch_size / 16)``).
+        learning_rate: Adam step size (``None``: ``0.01 · √(batch_size / 16)`` on rating-like data,
+            ``0.015 · √(batch_size / 16)`` otherwise).
         weight_decay: Adam weight decay.
         loss: ``"cross-entropy"`` or ``"bpr-max"``.
         full_softmax_max_items: larger catalogues use the sampled softmax.
@@ -131,7 +132,8 @@ def train(
         loss_exclude_seen: the full softmax leaves out each input's earlier items (``None``: on
             rating-like data).
         patience: epochs without validation improvement before stopping.
-        plateau_decay: learning-rate factor applied after each epoch without improvement.
+        plateau_decay: learning-rate factor applied after each epoch without improvement
+            (``None``: 0.5 on click-like data, 1 on rating-like).
         ensemble_size: train this many members of width ``hidden_dimension`` (seeds derived from
             ``seed``) and export them as one block-diagonal model of width
             ``ensemble_size × hidden_dimension`` that averages their logits (1 = a single model).

@@ -103,7 +103,8 @@ class TrainingConfig:
             (``clamp(min(E // 1000, E // L), 16, 256)`` for ``E`` events and a longest history of
             ``L``).
         learning_rate: Adam's step size, in (0, 10]. ``None``: automatic,
-            ``0.01 · √(batch_size / 16)``.
+            ``0.01 · √(batch_size / 16)`` for rating-like data, ``0.015 · √(batch_size / 16)`` for
+            click-like.
         weight_decay: L2 penalty (Adam's ``weight_decay``), in [0, 1].
         loss: ``"cross-entropy"`` (softmax; full or sampled, see ``full_softmax_max_items``) or
             ``"bpr-max"`` (always over the sampled candidates).
@@ -155,8 +156,9 @@ class TrainingConfig:
             losses ignore it.
         patience: epochs without improvement of the validation MRR@25 before stopping, in [1, 1000].
         plateau_decay: the learning rate is multiplied by this after each epoch without
-            improvement, in (0, 1]. Default 1 (a constant rate: the weight average takes the place
-            of a decay; docs/training.md).
+            improvement, in (0, 1]. ``None``: automatic (0.5 for click-like data, 1 — a constant
+            rate, the weight average taking the place of a decay — for rating-like data, which
+            trains without validation).
         session_timeout: seconds; a longer gap starts a new session, in [0, 10**10].
         seed: seed of every random choice (init, order, dropout, negatives, validation sample).
         cpu_kernels: on a CPU, run the recurrent cell's BPTT and the full-softmax loss through
@@ -199,7 +201,7 @@ class TrainingConfig:
     validation_exclude_seen: bool | None = None
     loss_exclude_seen: bool | None = None
     patience: int = 3
-    plateau_decay: float = 1.0
+    plateau_decay: float | None = None
     session_timeout: int = DEFAULT_SESSION_TIMEOUT
     seed: int = 0
     ensemble_size: int = 1
@@ -244,7 +246,8 @@ class TrainingConfig:
         if self.loss_exclude_seen is not None:
             _check_bool("loss_exclude_seen", self.loss_exclude_seen)
         _check_int("patience", self.patience, 1, 1000)
-        _check_float("plateau_decay", self.plateau_decay, 0.0, 1.0, open_lo=True)
+        if self.plateau_decay is not None:
+            _check_float("plateau_decay", self.plateau_decay, 0.0, 1.0, open_lo=True)
         _check_int("session_timeout", self.session_timeout, 0, 10**10)
         _check_int("seed", self.seed, 0, 2**63 - 1)
         _check_int("ensemble_size", self.ensemble_size, 1, 32)

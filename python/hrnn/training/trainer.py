@@ -518,6 +518,7 @@ def _fit_member(
     # prepare_data resolved every automatic setting
     assert config.batch_size is not None and config.learning_rate is not None
     assert config.epochs is not None and config.target_window is not None
+    assert config.plateau_decay is not None
     sessions, features = data.sessions, data.features
     num_items, num_users = sessions.num_items, sessions.num_users
     torch.manual_seed(config.seed)
