@@ -25,6 +25,18 @@ def benchmarks_enabled(config: pytest.Config) -> bool:
 
 
 @pytest.fixture(scope="session")
+def benchmarking(request: pytest.FixtureRequest) -> bool:
+    """Whether the benchmarks are timed (full-size inputs) rather than run once inside the tests."""
+    return benchmarks_enabled(request.config)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared interaction logs (../shared/data; may be absent)."""
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
 def log_rows(request: pytest.FixtureRequest) -> int:
     """Rows of the synthetic log: 10M when benchmarking for real, 20k in the test suite."""
     if benchmarks_enabled(request.config):
