@@ -79,6 +79,31 @@ pub fn softmax_cross_entropy<'py>(
     ))
 }
 
+/// The cell's weights and the window's per-step inputs, as slices of the arrays (shapes from
+/// `discount`, `[T, B, H]`; the core checks every length).
+fn cell_window<'a>(
+    discount: &'a PyReadonlyArray3<'_, f32>,
+    keep: &'a PyReadonlyArray2<'_, bool>,
+    initial: &'a PyReadonlyArray2<'_, f32>,
+    weight_hh: &'a PyReadonlyArray2<'_, f32>,
+    bias_hh: &'a PyReadonlyArray1<'_, f32>,
+) -> PyResult<(RecurrentWeights<'a>, kernels::Window<'a>)> {
+    let shape = discount.shape();
+    let weights = RecurrentWeights {
+        weight: weight_hh.as_slice()?,
+        bias: bias_hh.as_slice()?,
+        hidden: shape[2],
+    };
+    let window = kernels::Window {
+        discount: discount.as_slice()?,
+        keep: keep.as_slice()?,
+        initial: initial.as_slice()?,
+        steps: shape[0],
+        slots: shape[1],
+    };
+    Ok((weights, window))
+}
+
 type StatesAndSaved<'py> = (
     Bound<'py, PyArrayDyn<f32>>,
     Option<Bound<'py, PyArrayDyn<f32>>>,
@@ -98,24 +123,9 @@ pub fn recurrence_forward<'py>(
     bias_hh: PyReadonlyArray1<'py, f32>,
     save: bool,
 ) -> PyResult<StatesAndSaved<'py>> {
-    let (steps, slots, hidden) = (
-        discount.shape()[0],
-        discount.shape()[1],
-        discount.shape()[2],
-    );
-    let weights = RecurrentWeights {
-        weight: weight_hh.as_slice()?,
-        bias: bias_hh.as_slice()?,
-        hidden,
-    };
+    let (weights, window) = cell_window(&discount, &keep, &initial, &weight_hh, &bias_hh)?;
+    let (steps, slots, hidden) = (window.steps, window.slots, weights.hidden);
     let input_gates = input_gates.as_slice()?;
-    let window = kernels::Window {
-        discount: discount.as_slice()?,
-        keep: keep.as_slice()?,
-        initial: initial.as_slice()?,
-        steps,
-        slots,
-    };
     let out = py.detached(|| recurrence::forward(&weights, &window, input_gates, save))?;
     let saved = save.then(|| shaped(py, &[SAVED_PLANES, steps, slots, hidden], out.saved));
     Ok((shaped(py, &[steps, slots, hidden], out.states), saved))
@@ -143,23 +153,8 @@ pub fn recurrence_backward<'py>(
     saved: numpy::PyReadonlyArrayDyn<'py, f32>,
     grad_states: PyReadonlyArray3<'py, f32>,
 ) -> PyResult<RecurrenceGradients<'py>> {
-    let (steps, slots, hidden) = (
-        discount.shape()[0],
-        discount.shape()[1],
-        discount.shape()[2],
-    );
-    let weights = RecurrentWeights {
-        weight: weight_hh.as_slice()?,
-        bias: bias_hh.as_slice()?,
-        hidden,
-    };
-    let window = kernels::Window {
-        discount: discount.as_slice()?,
-        keep: keep.as_slice()?,
-        initial: initial.as_slice()?,
-        steps,
-        slots,
-    };
+    let (weights, window) = cell_window(&discount, &keep, &initial, &weight_hh, &bias_hh)?;
+    let (steps, slots, hidden) = (window.steps, window.slots, weights.hidden);
     let (states, saved, grad_states) = (
         states.as_slice()?,
         saved.as_slice()?,
