@@ -552,16 +552,20 @@ def _fit_member(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
     if ctx.is_main:
         logger.info(
-            "training HRNN: %d events, %d users, %d items, %d validation users; H=%d, bptt=%d, "
-            "%d slots, %s loss on %s%s",
+            "training HRNN: %d events, %d users, %d items (%s-like), %d validation users; H=%d, "
+            "bptt=%d, %d slots, learning rate %.4g, %s loss%s, up to %d epochs on %s%s",
             len(sessions),
             num_users,
             num_items,
+            "rating" if data.shape.kind == "ratings" else "click",
             len(data.validation_users),
             hidden,
             hyper.bptt,
             num_slots,
+            config.learning_rate,
             "full-softmax" if full_softmax else config.loss + " (sampled)",
+            f" over the next {config.target_window} items" if config.target_window > 1 else "",
+            config.epochs,
             dev,
             f", {ctx.world_size} ranks" if ctx.enabled else "",
         )
