@@ -122,7 +122,7 @@ def test_automatic_settings_follow_the_kind_of_data() -> None:
         True,
         True,
     )
-    assert (ratings.user_weight_exponent, ratings.validation_fraction, ratings.epochs) == (0.5, 0.0, 14)
+    assert (ratings.user_weight_exponent, ratings.validation_fraction, ratings.epochs) == (0.5, 0.0, 16)
     assert (clicks.target_window, clicks.loss_exclude_seen, clicks.validation_exclude_seen) == (
         1,
         False,

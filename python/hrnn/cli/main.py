@@ -62,7 +62,7 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
         "--epochs",
         type=int,
         default=None,
-        help="maximum epochs (default: automatic, 14 on rating-like data, 30 with early stopping else)",
+        help="maximum epochs (default: automatic, 16 on rating-like data, 30 with early stopping else)",
     )
     group.add_argument(
         "--batch-size", type=int, default=None, help="users trained in parallel per step (default: automatic)"

@@ -100,7 +100,7 @@ def train(
         event_type: train only on this EVENT_TYPE.
         event_value_threshold: train only on rows with EVENT_VALUE ≥ this.
         session_timeout: seconds of inactivity that start a new session.
-        epochs: most epochs (``None``: 14 on rating-like data, 30 with early stopping otherwise).
+        epochs: most epochs (``None``: 16 on rating-like data, 30 with early stopping otherwise).
         batch_size: user-parallel slots per process (``None``: ``clamp(min(E // 1000, E // L), 16,
             256)`` for ``E`` events and a longest user history of ``L``).
         learning_rate: Adam step size (``None``: ``0.01 · √(batch_size / 16)`` on rating-like data,

@@ -97,7 +97,7 @@ class TrainingConfig:
 
     Attributes:
         epochs: most passes over the training data (early stopping may end sooner), in [1, 10000].
-            ``None``: automatic (14 for rating-like data, 30 for click-like).
+            ``None``: automatic (16 for rating-like data, 30 for click-like).
         batch_size: user-parallel slots per mini-batch and process (each optimizer step sees
             ``batch_size × bptt`` events per process), in [1, 65536]. ``None``: automatic
             (``clamp(min(E // 1000, E // L), 16, 256)`` for ``E`` events and a longest history of

@@ -11,7 +11,7 @@ that ``hrnn.train(data)`` fits both shapes of data a recommender meets (docs/tra
   taken is never recommended again (``exclude_seen``). Each input is trained on the user's next
   ``16`` items (``target_window``), already-seen items are left out of the softmax
   (``loss_exclude_seen``), each user's targets weigh ``n_u^-0.5`` (``user_weight_exponent``) so
-  that the longest histories do not dominate, and training runs a fixed ``14`` epochs on every
+  that the longest histories do not dominate, and training runs a fixed ``16`` epochs on every
   user (``validation_fraction`` 0: holding out the latest events of a third of the users would
   remove the most informative targets, and early stopping on so few users is noise).
 - **Click-like data** — items repeat within users (sessions of clicks, views, plays). Next-item
@@ -51,7 +51,7 @@ _BY_KIND: dict[str, dict[str, Any]] = {
         "loss_exclude_seen": True,
         "user_weight_exponent": 0.5,
         "validation_fraction": 0.0,
-        "epochs": 14,
+        "epochs": 16,
         "plateau_decay": 1.0,
     },
     "clicks": {
