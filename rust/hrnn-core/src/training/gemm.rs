@@ -20,13 +20,18 @@ pub struct MatMut<'a> {
     row_stride: usize,
 }
 
-/// One past the largest element index a view touches (0 for an empty view).
-fn extent(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
-    if rows == 0 || cols == 0 {
+/// Panics unless a `rows × cols` view with these strides lies inside `len` elements (a caller
+/// bug, not bad input).
+fn assert_fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usize) {
+    let extent = if rows == 0 || cols == 0 {
         0
     } else {
         (rows - 1) * row_stride + (cols - 1) * col_stride + 1
-    }
+    };
+    assert!(
+        extent <= len,
+        "matrix view {rows}×{cols} (strides {row_stride}, {col_stride}) exceeds {len} elements"
+    );
 }
 
 impl<'a> MatRef<'a> {
@@ -38,11 +43,7 @@ impl<'a> MatRef<'a> {
         row_stride: usize,
         col_stride: usize,
     ) -> Self {
-        assert!(
-            extent(rows, cols, row_stride, col_stride) <= data.len(),
-            "matrix view {rows}×{cols} (strides {row_stride}, {col_stride}) exceeds {} elements",
-            data.len()
-        );
+        assert_fits(data.len(), rows, cols, row_stride, col_stride);
         Self {
             data,
             rows,
@@ -76,11 +77,7 @@ impl<'a> MatMut<'a> {
             cols <= row_stride || rows <= 1,
             "row stride {row_stride} below {cols} columns"
         );
-        assert!(
-            extent(rows, cols, row_stride, 1) <= data.len(),
-            "matrix view {rows}×{cols} (row stride {row_stride}) exceeds {} elements",
-            data.len()
-        );
+        assert_fits(data.len(), rows, cols, row_stride, 1);
         Self {
             data,
             rows,
@@ -110,7 +107,7 @@ pub fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) 
         }
         return;
     }
-    // SAFETY: every view was checked at construction to lie inside its slice (`extent`), the
+    // SAFETY: every view was checked at construction to lie inside its slice (`assert_fits`), the
     // shapes agree (asserted above), and `c` is borrowed mutably, so it aliases neither input.
     // (The crate's own names are the other way round: dst ← alpha·dst + beta·lhs·rhs.)
     unsafe {
