@@ -47,7 +47,7 @@ pub fn block_width(cell: &CellBlock) -> usize {
     let h = cell.width;
     // Narrowest width first: the first that holds is the finest structure.
     (1..h)
-        .filter(|w| h % w == 0)
+        .filter(|w| h.is_multiple_of(*w))
         .find(|&w| {
             is_block_diagonal(&cell.discount_weight, h, h + 2, h, w)
                 && is_block_diagonal(&cell.weight_ih, 3 * h, h + 2, h, w)

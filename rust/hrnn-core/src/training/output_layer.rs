@@ -313,7 +313,7 @@ fn check(
             ),
         ));
     }
-    if input.len() % h != 0 {
+    if !input.len().is_multiple_of(h) {
         return Err(Error::invalid_argument(
             "input",
             format!("expected [M, {h}], found {} values", input.len()),
