@@ -42,8 +42,12 @@ def test_recommend_prints_personalize_response(model_dir):
     assert len(items) == 25 and response["recommendationId"].startswith("RID-")
     scores = [entry["score"] for entry in items]
     assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
+    assert response["personalized"] is True
     text = hrnn_cli("recommend", str(model_dir), "--user-id", "nobody", "--num-results", "3").stdout
-    assert len(text.strip().splitlines()) == 3  # unknown users get the popularity list
+    note, *ranked = text.strip().splitlines()
+    assert len(ranked) == 3 and "unknown to the model: the popularity list" in note
+    unknown = json.loads(hrnn_cli("recommend", str(model_dir), "--user-id", "nobody", "--json").stdout)
+    assert unknown["personalized"] is False
 
 
 def test_recommend_rejects_bad_num_results(model_dir):
@@ -103,11 +107,35 @@ def test_put_events_then_recommend_reflects_them(model_dir, tmp_path):
     assert [i["itemId"] for i in after["itemList"]] != [i["itemId"] for i in before["itemList"]]
     # Replaying the same request is idempotent (event ids already seen are ignored).
     requests.write_text(json.dumps({"userId": "user-5", "sessionId": "s1", "eventList": events}) + "\n")
-    hrnn_cli("put-events", str(model_dir), "--event-log", str(log), "--input", str(requests))
+    replay = hrnn_cli("put-events", str(model_dir), "--event-log", str(log), "--input", str(requests))
+    assert "0 events accepted" in replay.stdout and "4 repeats dropped" in replay.stdout
     again = json.loads(
         hrnn_cli("recommend", str(model_dir), "--user-id", "user-5", "--json", "--event-log", str(log)).stdout
     )
     assert [i["itemId"] for i in again["itemList"]] == [i["itemId"] for i in after["itemList"]]
+
+
+def test_put_events_takes_iso_times_drops_repeats_and_reports_unknown_items(model_dir, tmp_path):
+    """Without eventIds, the same event sent twice is recorded once (Personalize's rule: same
+    time and properties); ISO-8601 ``sentAt`` is accepted; unknown items are reported apart."""
+    log = tmp_path / "events.log"
+    requests = tmp_path / "events.jsonl"
+    events = [
+        {"eventType": "click", "sentAt": "2027-01-15T10:00:00Z", "itemId": "item-3"},
+        {"eventType": "click", "sentAt": "2027-01-15T10:00:05+00:00", "itemId": "no-such-item"},
+        {"eventType": "click", "sentAt": 1_800_000_000, "itemId": "item-4", "properties": '{"page": 2}'},
+    ]
+    requests.write_text(json.dumps({"userId": "user-5", "sessionId": "s1", "eventList": events}) + "\n")
+    first = hrnn_cli("put-events", str(model_dir), "--event-log", str(log), "--input", str(requests))
+    assert "3 events accepted" in first.stdout and "1 for items the model does not know" in first.stdout
+    second = hrnn_cli("put-events", str(model_dir), "--event-log", str(log), "--input", str(requests))
+    assert "0 events accepted" in second.stdout and "3 repeats dropped" in second.stdout
+    bad = [{"eventType": "click", "sentAt": "last tuesday", "itemId": "item-3"}]
+    requests.write_text(json.dumps({"userId": "user-5", "sessionId": "s1", "eventList": bad}) + "\n")
+    third = hrnn_cli(
+        "put-events", str(model_dir), "--event-log", str(log), "--input", str(requests), check=False
+    )
+    assert third.returncode == 1 and "sentAt: expected Unix seconds or an ISO-8601 time" in third.stderr
 
 
 def test_train_rejects_out_of_range_hyperparameters(tmp_path):

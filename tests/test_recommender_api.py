@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,6 +51,30 @@ def test_bad_arguments(rec: hrnn.Recommender) -> None:
         rec.recommend("user0", exclude_items="item1")
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r: r.recommend(None), "user_id: expected a str, found NoneType"),
+        (lambda r: r.recommend(12), "user_id: expected a str, found int"),
+        (lambda r: r.recommend_batch("abc"), "user_ids: expected a list of ids, found a single str"),
+        (lambda r: r.recommend_batch(["user0", 3]), r"user_ids\[1\]: expected a str, found int"),
+        (lambda r: r.recommend("user0", exclude_items=[1]), r"exclude_items\[0\]: expected a str"),
+        (lambda r: r.history(7), "user_id: expected a str"),
+        (lambda r: r.state(b"user0"), "user_id: expected a str, found bytes"),
+        (lambda r: r.scores("user0", at="now"), "at: expected Unix seconds"),
+        (lambda r: r.put_events(session_id=5, events=[]), "session_id: expected a str"),
+        (lambda r: r.put_events(user_id=5, session_id="s", events=[]), "user_id: expected a str"),
+        (lambda r: r.put_events(session_id="s", events="abc"), "events: expected a list of event dicts"),
+    ],
+)
+def test_wrong_types_are_type_errors_naming_the_argument(
+    rec: hrnn.Recommender, call: Any, message: str
+) -> None:
+    """Nothing is coerced: None or 12 is not silently the user "None" or "12"."""
+    with pytest.raises(TypeError, match=message):
+        call(rec)
+
+
 def test_exclusions_and_inclusions(rec: hrnn.Recommender) -> None:
     seen = rec.history("user3")
     assert len(seen) == 5 and set(seen) <= set(rec.item_ids)  # history_limit = 5
@@ -85,6 +110,7 @@ def test_unknown_users_get_the_popularity_list(rec: hrnn.Recommender) -> None:
 
     popularity = load_file(TINY / "model.safetensors")["items.popularity"]
     top = rec.recommend("never-seen", 5)
+    assert top.personalized is False and rec.recommend("user0", 5).personalized is True
     order = np.lexsort((np.arange(40), -popularity))[:5]
     assert [i for i, _ in top] == [f"item{j}" for j in order]
     assert [s for _, s in top] == pytest.approx(list(popularity[order] / popularity.sum()))

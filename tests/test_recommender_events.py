@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,26 @@ CASES = [
     ({"event_type": 3, "sent_at": T0}, "events\\[0\\].event_type: expected a str, found int"),
     ({"event_type": "click", "sent_at": "yesterday"}, "events\\[0\\].sent_at: expected a number, found str"),
     ({"event_type": "click", "sent_at": True}, "events\\[0\\].sent_at: expected a number, found bool"),
-    ({"event_type": "click", "sent_at": float("inf")}, "events\\[0\\].sent_at: expected non-negative finite"),
-    ({"event_type": "click", "sent_at": -5}, "events\\[0\\].sent_at: expected non-negative finite"),
+    ({"event_type": "click", "sent_at": float("inf")}, "events\\[0\\].sent_at: expected finite Unix seconds"),
+    ({"event_type": "click", "sent_at": -5}, "events\\[0\\].sent_at: expected finite Unix seconds"),
+    (
+        {"event_type": "click", "sent_at": 1.7e12},
+        "events\\[0\\].sent_at: .* looks like milliseconds: divide by 1000",
+    ),
+    ({"event_type": "click", "sent_at": 2.0**64}, "events\\[0\\].sent_at: expected finite Unix seconds"),
+    ({"event_type": "click", "sent_at": 1e300}, "events\\[0\\].sent_at: expected finite Unix seconds"),
+    (
+        {"event_type": "click", "sent_at": T0, "impression": "abc"},
+        "events\\[0\\].impression: expected a list",
+    ),
+    (
+        {"event_type": "click", "sent_at": T0, "properties": {"x": float("nan")}},
+        "events\\[0\\].properties: expected a str or a dict serializable as strict JSON",
+    ),
+    (
+        {"event_type": "click", "sent_at": datetime(2024, 1, 1)},
+        "events\\[0\\].sent_at: expected Unix seconds or a timezone-aware datetime, found a naive",
+    ),
     ({"event_type": "click", "sent_at": T0, "item_id": ""}, "events\\[0\\].item_id: expected 1–256"),
     ({"event_type": "click", "sent_at": T0, "event_value": float("nan")}, "events\\[0\\].event_value"),
     ({"event_type": "click", "sent_at": T0, "impression": ["a", 7]}, "events\\[0\\].impression\\[1\\]"),
@@ -185,3 +204,10 @@ def test_exclude_seen_leaves_out_everything_the_events_touched_by_type(rec: hrnn
     assert set(rec.item_ids_of(batch.item_indices[0][batch.item_indices[0] >= 0])) == only_buys
     with pytest.raises(TypeError, match="exclude_seen: expected True, False or a list of event types"):
         rec.recommend("new-user", 5, exclude_seen="buy")  # type: ignore[arg-type]
+
+
+def test_sent_at_may_be_a_timezone_aware_datetime(rec: hrnn.Recommender) -> None:
+    when = datetime(2024, 3, 1, 12, 30, tzinfo=UTC)
+    rec.put_events(user_id="u-dt", session_id="s", events=[click("item2", when)])  # type: ignore[arg-type]
+    state = rec.state("u-dt")
+    assert state is not None and state[1] == when.timestamp()

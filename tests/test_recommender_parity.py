@@ -104,7 +104,7 @@ def test_engine_matches_torch_trained_model(tmp_path: Path, ensemble_size: int) 
     )
     assert len(model.training["members"]) == ensemble_size
     model.save(tmp_path / "model")
-    rec = hrnn.Recommender.load(tmp_path / "model")
+    rec = hrnn.Recommender.load(tmp_path / "model", max_events_per_call=100)
 
     # Stored training users: the engine reads out exactly what torch stored.
     for row, user in enumerate(model.user_ids[:5]):

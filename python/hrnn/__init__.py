@@ -7,15 +7,18 @@ run in Rust with numpy alone.
 from typing import TYPE_CHECKING
 
 from hrnn._hrnn import __version__
+from hrnn.event_log import RepairReport, repair_event_log
 from hrnn.exceptions import (
     EventError,
+    EventLogError,
+    EventLogLockedError,
     HrnnError,
     InsufficientDataError,
     ModelFormatError,
     SchemaError,
 )
 from hrnn.interactions import DEFAULT_SESSION_TIMEOUT, DataReport, DropRule, Interactions
-from hrnn.recommender import BatchRecommendations, Recommender
+from hrnn.recommender import BatchRecommendations, Recommendations, Recommender
 from hrnn.sessions import Sessions
 from hrnn.threads import get_num_threads, set_num_threads
 from hrnn.trained_model import TrainedModel
@@ -32,11 +35,15 @@ __all__ = [
     "DataReport",
     "DropRule",
     "EventError",
+    "EventLogError",
+    "EventLogLockedError",
     "HrnnError",
     "InsufficientDataError",
     "Interactions",
     "ModelFormatError",
+    "Recommendations",
     "Recommender",
+    "RepairReport",
     "SchemaError",
     "Sessions",
     "TrainedModel",
@@ -44,6 +51,7 @@ __all__ = [
     "evaluate",
     "evaluation",
     "get_num_threads",
+    "repair_event_log",
     "set_num_threads",
     "train",
     "tune",

@@ -14,6 +14,7 @@ __all__ = [
     "read_event_log",
     "recurrence_backward",
     "recurrence_forward",
+    "repair_event_log",
     "set_num_threads",
     "softmax_cross_entropy",
 ]
@@ -107,12 +108,17 @@ class SessionKnnIndex:
         popularity_backfill: float,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]: ...
 
-# ---- recommender (rust/hrnn-py/src/recommender.rs) ------------------------------------------------
+# ---- recommender (rust/hrnn-py/src/recommender.rs) -----------------------------------------------
 @final
 class Recommender:
     @staticmethod
     def load(
-        model_dir: str | PathLike[str], event_log: str | PathLike[str] | None = None, precision: str = "fp32"
+        model_dir: str | PathLike[str],
+        event_log: str | PathLike[str] | None = None,
+        precision: str = "fp32",
+        max_events_per_call: int = 10,
+        max_event_bytes: int = 10240,
+        dedup_window: int = 1000000,
     ) -> Recommender: ...
     def recommend(
         self,
@@ -123,7 +129,7 @@ class Recommender:
         include_items: list[str] | None = None,
         at: float | None = None,
         seen_event_types: list[str] | None = None,
-    ) -> list[tuple[str, float]]: ...
+    ) -> tuple[list[tuple[str, float]], bool]: ...
     def recommend_batch(
         self,
         user_ids: list[str],
@@ -134,10 +140,11 @@ class Recommender:
         seen_event_types: list[str] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     def put_events(self, session_id: str, events: object, user_id: str | None = None) -> int: ...
+    def close(self) -> None: ...
     def history(self, user_id: str) -> list[str]: ...
     def state(self, user_id: str) -> tuple[npt.NDArray[np.float32], float | None] | None: ...
     def scores(self, user_id: str, at: float | None = None) -> npt.NDArray[np.float32] | None: ...
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> dict[str, int | bool]: ...
     @property
     def item_ids(self) -> list[str]: ...
     @property
@@ -153,9 +160,11 @@ class Recommender:
     @property
     def isa(self) -> str: ...
 
+# ---- events (rust/hrnn-py/src/events.rs) --------------------------------------------------------------
 def read_event_log(
     path: str | PathLike[str],
 ) -> tuple[list[str], list[str], npt.NDArray[np.int64], list[str], npt.NDArray[np.float64], int]: ...
+def repair_event_log(path: str | PathLike[str]) -> tuple[int, int, list[tuple[int, int]], str, bool]: ...
 
 # ---- threads (rust/hrnn-py/src/threads.rs) -----------------------------------------------------------
 def set_num_threads(n: int) -> None: ...

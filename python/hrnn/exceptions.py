@@ -9,6 +9,8 @@ from __future__ import annotations
 
 __all__ = [
     "EventError",
+    "EventLogError",
+    "EventLogLockedError",
     "HrnnError",
     "InsufficientDataError",
     "ModelFormatError",
@@ -37,3 +39,14 @@ class ModelFormatError(HrnnError, ValueError):
 
 class EventError(HrnnError, ValueError):
     """A real-time event that fails validation; names the event's index and field."""
+
+
+class EventLogError(HrnnError, OSError):
+    """An event log that cannot be used as it is: corrupt before its end (the message names the
+    byte offset; ``hrnn repair-log`` salvages every intact record), not a regular file, or written
+    in an older format."""
+
+
+class EventLogLockedError(EventLogError):
+    """The event log is open for writing by another process or another :class:`hrnn.Recommender`
+    (one writer per log; reading it, e.g. with ``Interactions.from_event_log``, needs no lock)."""

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from hrnn import _hrnn
 
-__all__ = ["BatchRecommendations", "Recommender"]
+__all__ = ["BatchRecommendations", "Recommendations", "Recommender"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +31,45 @@ class BatchRecommendations(NamedTuple):
     scores: npt.NDArray[np.float32]
 
 
+class Recommendations(list[tuple[str, float]]):
+    """What :meth:`Recommender.recommend` returns: ``(item_id, score)`` pairs, best first — a list,
+    with one more fact.
+
+    Attributes:
+        personalized: ``True`` when the list was scored from the user's state; ``False`` when the
+            user has no state (never seen in training or through events), so the list is the
+            catalogue's popularity order, the same for every such user.
+    """
+
+    __slots__ = ("personalized",)
+
+    def __init__(self, items: Iterable[tuple[str, float]] = (), *, personalized: bool = True) -> None:
+        super().__init__(items)
+        self.personalized = personalized
+
+    def __repr__(self) -> str:
+        return f"Recommendations({list.__repr__(self)}, personalized={self.personalized})"
+
+
+def _require_id(value: object, name: str) -> str:
+    """An id argument: a ``str`` (numpy's ``str_`` included), never coerced from another type."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a str, found {type(value).__name__} {value!r:.80}")
+    return value
+
+
 def _id_list(values: Iterable[Any] | None, name: str) -> list[str] | None:
     if values is None:
         return None
     if isinstance(values, str):
-        raise TypeError(f"{name}: expected a list of item ids, found a single str {values!r}")
-    return [str(v) for v in values]
+        raise TypeError(f"{name}: expected a list of ids, found a single str {values!r}")
+    try:
+        items = list(values)
+    except TypeError:
+        raise TypeError(f"{name}: expected a list of ids, found {type(values).__name__}") from None
+    for i, v in enumerate(items):
+        _require_id(v, f"{name}[{i}]")
+    return items
 
 
 class Recommender:
@@ -64,14 +97,22 @@ class Recommender:
         *,
         event_log: str | os.PathLike[str] | None = None,
         precision: Literal["fp32", "bf16"] = "fp32",
+        max_events_per_call: int = 10,
+        max_event_bytes: int = 10_240,
+        dedup_window: int = 1_000_000,
     ) -> Recommender:
         """Loads a model directory written by :meth:`hrnn.TrainedModel.save` (docs/format.md).
 
         Args:
             model_dir: the directory holding ``model.json`` and ``model.safetensors``.
-            event_log: an append-only log of accepted events. Created when missing; when present,
-                its events are replayed so a restarted process has the same state. A torn last
-                record (a crash mid-write) is dropped with a logged warning.
+            event_log: an append-only log of accepted events (docs/format.md, "Durability").
+                Created when missing; when present, its events are replayed so a restarted process
+                has the same state. A torn tail (a crash mid-write) is dropped with a logged
+                warning; damage anywhere else is an :class:`EventLogError` (``hrnn repair-log``
+                salvages every intact record). The recommender holds the log's writer lock until
+                it is garbage-collected: a second writer gets :class:`EventLogLockedError`. A log
+                last written for another model is replayed with a logged warning (its events may
+                already be in the new model's training data).
             precision: how the item table (the output layer, by far the largest tensor) is held
                 in memory; the model file is unchanged. ``"fp32"`` (default) scores exactly as
                 trained. ``"bf16"`` rounds each output weight to bfloat16 (nearest, ties to even;
@@ -79,6 +120,11 @@ class Recommender:
                 single query runs about twice as fast, while each logit moves by ~0.1–0.4% —
                 scores then differ from f32 by that much and near-ties in the top-K may swap
                 (measured top-25 overlap with f32: see benches/bench_recommend.py).
+            max_events_per_call: most events one :meth:`put_events` call may carry (Personalize:
+                10); raise it for bulk loads.
+            max_event_bytes: most bytes one event may take as JSON (Personalize: 10 KB).
+            dedup_window: how many accepted events' identities are remembered to drop repeats
+                (~50 bytes each); a repeat is caught if fewer newer events were accepted between.
 
         Returns:
             The recommender.
@@ -87,19 +133,40 @@ class Recommender:
             ModelFormatError: a file that does not match docs/format.md; names the file and the
                 tensor or field.
             FileNotFoundError: the directory or one of its files is missing.
-            OSError: the event log cannot be read or written, or is corrupt before its last record.
+            EventLogError: the event log is corrupt before its end, or not a regular file.
+            EventLogLockedError: another process or recommender holds the event log.
+            OSError: the event log cannot be read or written.
+            ValueError: a limit out of range.
         """
         if precision not in ("fp32", "bf16"):
             raise ValueError(f'precision: expected "fp32" or "bf16", found {precision!r}')
         inner = _hrnn.Recommender.load(
-            os.fspath(model_dir), None if event_log is None else os.fspath(event_log), precision
+            os.fspath(model_dir),
+            None if event_log is None else os.fspath(event_log),
+            precision,
+            _check_int(max_events_per_call, "max_events_per_call"),
+            _check_int(max_event_bytes, "max_event_bytes"),
+            _check_int(dedup_window, "dedup_window"),
         )
-        dropped = inner.stats()["event_log_dropped_bytes"]
-        if dropped:
+        stats = inner.stats()
+        if stats["event_log_dropped_bytes"]:
             logger.warning(
-                "event log %s: dropped a torn last record (%d bytes); every earlier event was replayed",
+                "event log %s: dropped a torn tail (%d bytes); every earlier event was replayed",
                 os.fspath(event_log or ""),
-                dropped,
+                stats["event_log_dropped_bytes"],
+            )
+        if stats["event_log_other_model"]:
+            logger.warning(
+                "event log %s was last written for another model; its %d events were replayed "
+                "onto this one (events already in this model's training data count twice)",
+                os.fspath(event_log or ""),
+                stats["events_replayed"],
+            )
+        if stats["events_replayed_duplicate"]:
+            logger.warning(
+                "event log %s: skipped %d repeated events",
+                os.fspath(event_log or ""),
+                stats["events_replayed_duplicate"],
             )
         return cls(inner)
 
@@ -120,7 +187,7 @@ class Recommender:
         exclude_items: Iterable[str] | None = None,
         include_items: Iterable[str] | None = None,
         at: float | None = None,
-    ) -> list[tuple[str, float]]:
+    ) -> Recommendations:
         """The best items for one user (Personalize's GetRecommendations).
 
         Args:
@@ -141,22 +208,25 @@ class Recommender:
 
         Returns:
             ``(item_id, score)`` pairs, best first; scores are softmax probabilities over the
-            whole catalogue (for users without a state: shares of the popularity counts).
+            whole catalogue (for users without a state: shares of the popularity counts, and
+            ``personalized`` is ``False``).
 
         Raises:
+            TypeError: an id that is not a ``str``.
             ValueError: ``num_results`` outside 1–500 or a non-finite ``at``.
         """
         del item_id  # Personalize's related-item parameter; this recipe does not use it
         exclude, types = _seen_filter(exclude_seen)
-        return self._inner.recommend(
-            str(user_id),
+        items, personalized = self._inner.recommend(
+            _require_id(user_id, "user_id"),
             _check_num_results(num_results),
             exclude_seen=exclude,
             exclude_items=_id_list(exclude_items, "exclude_items"),
             include_items=_id_list(include_items, "include_items"),
-            at=None if at is None else float(at),
+            at=_check_time(at),
             seen_event_types=types,
         )
+        return Recommendations(items, personalized=personalized)
 
     def recommend_batch(
         self,
@@ -187,12 +257,14 @@ class Recommender:
             ValueError: ``num_results`` outside 1–500 or a non-finite ``at``.
         """
         exclude, types = _seen_filter(exclude_seen)
+        users = _id_list(user_ids, "user_ids")
+        assert users is not None
         indices, scores = self._inner.recommend_batch(
-            [str(u) for u in user_ids],
+            users,
             _check_num_results(num_results),
             exclude_seen=exclude,
             exclude_items=_id_list(exclude_items, "exclude_items"),
-            at=None if at is None else float(at),
+            at=_check_time(at),
             seen_event_types=types,
         )
         return BatchRecommendations(indices, scores)
@@ -210,7 +282,7 @@ class Recommender:
 
     def scores(self, user_id: str, *, at: float | None = None) -> npt.NDArray[np.float32] | None:
         """Every item's score for the user (float32 ``[num_items]``), or None without a state."""
-        return self._inner.scores(str(user_id), None if at is None else float(at))
+        return self._inner.scores(_require_id(user_id, "user_id"), _check_time(at))
 
     # ----- events -------------------------------------------------------------------------------
     def put_events(
@@ -219,42 +291,75 @@ class Recommender:
         """Records real-time events (Personalize's PutEvents) and updates the user's state.
 
         Each event is a dict with Personalize's fields in snake_case: ``event_type`` (required,
-        1–256 characters), ``sent_at`` (required, Unix seconds), ``item_id``, ``event_value``,
-        ``event_id``, ``impression`` (a list of item ids) and ``properties`` (a JSON string or a
-        dict). Each event with a known item is one gated-cell step (``O(H²)``), so the next
-        recommendation reflects it. An event whose item the model does not know, or without an
-        item, is kept (logged, counted in :meth:`stats`) but cannot move the state. Events whose
-        ``event_id`` was seen before are ignored. With an event log, accepted events are fsynced
-        before this returns (concurrent callers share one fsync).
+        1–256 characters), ``sent_at`` (required: Unix seconds from 1970 to 2200, or a
+        timezone-aware ``datetime``; milliseconds are rejected with a message saying so),
+        ``item_id``, ``event_value``, ``event_id``, ``impression`` (a list of item ids) and
+        ``properties`` (a JSON string or a dict, strict JSON). Each event with a known item is one
+        gated-cell step (``O(H²)``), so the next recommendation reflects it. An event whose item
+        the model does not know, or without an item, is kept (logged, counted in :meth:`stats`)
+        but cannot move the state.
+
+        Repeats are dropped, as Personalize does: an event whose ``event_id`` was accepted before,
+        or — without an ``event_id`` — one with the same user, time, type, item, value, impression
+        and properties as an accepted one (within the last ``dedup_window`` events).
+
+        A call is all or nothing: it is checked whole, written to the event log as one record and
+        fsynced (concurrent callers share one fsync), and only then applied. If it raises, nothing
+        was recorded, so retrying it is safe.
 
         Args:
             user_id: the user; without it the events belong to the anonymous session
                 ``session_id``, which is then served as a user of that id.
             session_id: the session (1–256 characters).
-            events: the events, in the order they happened.
+            events: the events, in the order they happened (1 to ``max_events_per_call``).
 
         Returns:
-            How many events were accepted (not duplicates).
+            How many events were accepted (not repeats).
 
         Raises:
             EventError: an invalid event; names its index and field. Nothing is recorded then.
-            ValueError: an invalid ``user_id`` or ``session_id``.
-            OSError: the event log could not be written.
+            TypeError: an id that is not a ``str``, or ``events`` not a list of dicts.
+            ValueError: an invalid ``user_id`` or ``session_id``, or too many events.
+            OSError: the event log could not be written (a full disk): nothing was recorded; the
+                log recovers by itself when the write succeeds again.
         """
-        return self._inner.put_events(str(session_id), events, None if user_id is None else str(user_id))
+        if isinstance(events, str | bytes | Mapping):
+            raise TypeError(f"events: expected a list of event dicts, found {type(events).__name__}")
+        return self._inner.put_events(
+            _require_id(session_id, "session_id"),
+            events,
+            None if user_id is None else _require_id(user_id, "user_id"),
+        )
+
+    def close(self) -> None:
+        """Closes the event log, releasing its writer lock, once the calls in flight are done.
+
+        Queries keep working; :meth:`put_events` then raises, since events could no longer be made
+        durable. Also what leaving a ``with Recommender.load(...) as rec:`` block does. Without an
+        event log it does nothing.
+        """
+        self._inner.close()
+
+    def __enter__(self) -> Recommender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def history(self, user_id: str) -> list[str]:
         """The item ids the engine holds for the user, most recent last (``[]`` if none)."""
-        return self._inner.history(str(user_id))
+        return self._inner.history(_require_id(user_id, "user_id"))
 
     def state(self, user_id: str) -> tuple[npt.NDArray[np.float32], float | None] | None:
         """The user's hidden state ``h`` (float32 ``[H]``) and last event time, or None."""
-        return self._inner.state(str(user_id))
+        return self._inner.state(_require_id(user_id, "user_id"))
 
-    def stats(self) -> dict[str, int]:
-        """Counters: ``events_accepted``, ``events_duplicate``, ``events_unknown_item``,
-        ``events_without_item``, ``events_replayed``, ``event_log_dropped_bytes``,
-        ``event_log_records``, ``users_with_events``."""
+    def stats(self) -> dict[str, int | bool]:
+        """Counters: ``events_accepted``, ``events_duplicate`` (repeats dropped),
+        ``events_unknown_item``, ``events_without_item``, ``events_replayed``,
+        ``events_replayed_duplicate``, ``event_log_dropped_bytes`` (a torn tail cut at load),
+        ``event_log_events`` (events in the log), ``users_with_events``; and
+        ``event_log_other_model`` (the log was last written for another model)."""
         return self._inner.stats()
 
     # ----- model facts --------------------------------------------------------------------------
@@ -311,6 +416,22 @@ def _seen_filter(exclude_seen: bool | Iterable[str]) -> tuple[bool, list[str] | 
             f"found {type(exclude_seen).__name__}"
         ) from None
     return True, types
+
+
+def _check_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name}: expected an int, found {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name}: expected at least 1, found {value}")
+    return int(value)
+
+
+def _check_time(at: float | None) -> float | None:
+    if at is None:
+        return None
+    if isinstance(at, bool) or not isinstance(at, int | float | np.integer | np.floating):
+        raise TypeError(f"at: expected Unix seconds (a number), found {type(at).__name__}")
+    return float(at)
 
 
 def _check_num_results(num_results: int) -> int:

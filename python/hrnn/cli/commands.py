@@ -125,6 +125,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "recommend": serving.cmd_recommend,
     "batch-recommend": serving.cmd_batch_recommend,
     "put-events": serving.cmd_put_events,
+    "repair-log": serving.cmd_repair_log,
 }
 
 

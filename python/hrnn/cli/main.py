@@ -164,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir")
     p.add_argument("--event-log", required=True, help="append-only event log (created if missing)")
     p.add_argument("--input", required=True, help="JSON lines, each a PutEvents request")
+
+    p = sub.add_parser(
+        "repair-log",
+        help="rewrite a damaged event log with every intact record (the original is kept)",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("event_log", help="the event log (no recommender may hold it open)")
     return parser
 
 

@@ -1,5 +1,5 @@
-"""Serving commands: ``recommend``, ``batch-recommend`` (Personalize's batch inference job format)
-and ``put-events`` (PutEvents payloads, camelCase as the API sends them)."""
+"""Serving commands: ``recommend``, ``batch-recommend`` (Personalize's batch inference job format),
+``put-events`` (PutEvents payloads, camelCase as the API sends them) and ``repair-log``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cmd_batch_recommend", "cmd_put_events", "cmd_recommend", "event_from_api"]
+__all__ = ["cmd_batch_recommend", "cmd_put_events", "cmd_recommend", "cmd_repair_log", "event_from_api"]
 
 
 def _dumps(value: Any) -> str:
@@ -36,9 +37,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         response = {
             "itemList": [{"itemId": item, "score": round(float(score), 7)} for item, score in items],
             "recommendationId": f"RID-{uuid.uuid4()}",
+            # Not in Personalize's response: false when the user has no state (popularity list).
+            "personalized": items.personalized,
         }
         print(json.dumps(response, indent=2, ensure_ascii=False))
     else:
+        if not items.personalized:
+            print(f"# user {args.user_id!r} is unknown to the model: the popularity list, not a personal one")
         for rank, (item, score) in enumerate(items, 1):
             print(f"{rank:>4}  {item}  {score:.6f}")
     return 0
@@ -140,6 +145,18 @@ _FIELD_NAMES = {
 }
 
 
+def _sent_at(value: Any) -> Any:
+    """``sentAt`` as the service takes it: Unix seconds, or an ISO-8601 string (UTC unless it says
+    otherwise), as the AWS CLI and SDKs send it."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"sentAt: expected Unix seconds or an ISO-8601 time, found {value!r}") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
 def event_from_api(event: dict[str, Any]) -> dict[str, Any]:
     """One PutEvents ``eventList`` entry (camelCase) as hrnn's snake_case event dict."""
     out: dict[str, Any] = {}
@@ -149,6 +166,8 @@ def event_from_api(event: dict[str, Any]) -> dict[str, Any]:
             continue  # fields Personalize has but hrnn does not use (metricAttribution, ...)
         if name == "properties" and isinstance(value, str):
             value = json.loads(value) if value.strip() else {}
+        if name == "sent_at":
+            value = _sent_at(value)
         out[name] = value
     return out
 
@@ -156,7 +175,8 @@ def event_from_api(event: dict[str, Any]) -> dict[str, Any]:
 def cmd_put_events(args: argparse.Namespace) -> int:
     """`hrnn put-events`: replays PutEvents requests; exit 1 if any request was rejected."""
     rec = _load(args)
-    accepted = failed = 0
+    before = rec.stats()
+    failed = 0
     with open(args.input, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -169,9 +189,32 @@ def cmd_put_events(args: argparse.Namespace) -> int:
                 rec.put_events(
                     user_id=request.get("userId"), session_id=request.get("sessionId"), events=events
                 )
-                accepted += len(events)
             except (ValueError, TypeError) as error:
                 failed += 1
                 print(f"{args.input}: line {number}: {type(error).__name__}: {error}", file=sys.stderr)
-    print(f"{accepted} events accepted into {args.event_log}; {failed} requests rejected")
+    after = rec.stats()
+    delta = {key: int(after[key]) - int(before[key]) for key in before}
+    print(
+        f"{delta['events_accepted']} events accepted into {args.event_log} "
+        f"({delta['events_unknown_item']} for items the model does not know, "
+        f"{delta['events_without_item']} without an item); "
+        f"{delta['events_duplicate']} repeats dropped; {failed} requests rejected"
+    )
     return 1 if failed else 0
+
+
+def cmd_repair_log(args: argparse.Namespace) -> int:
+    """`hrnn repair-log`: salvage every intact record of a damaged event log, keeping a copy."""
+    from hrnn.event_log import repair_event_log
+
+    report = repair_event_log(args.event_log)
+    lost = sum(end - start for start, end in report.skipped)
+    print(
+        f"{args.event_log}: kept {report.events} events in {report.records} records; "
+        f"left out {lost} damaged bytes in {len(report.skipped)} ranges"
+        + (" (converted from format 1)" if report.converted else "")
+        + f"; the original is kept as {report.backup}"
+    )
+    for start, end in report.skipped:
+        print(f"  damaged bytes {start}–{end}")
+    return 0

@@ -33,6 +33,8 @@ TopK = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
 
 #: Event type sent to the engine for data without an EVENT_TYPE column.
 _NO_EVENT_TYPE = "EVENT"
+# Context events per put_events call (a bulk load: far above the service's 10 per call).
+_CONTEXT_CALL = 1000
 
 #: Queries scored per torch call on the fallback path (bounds the [batch, items] score matrix).
 _SCORE_BATCH = 512
@@ -169,7 +171,7 @@ class HrnnModel:
         assert self.model is not None
         with tempfile.TemporaryDirectory(prefix="hrnn-eval-") as directory:
             self.model.save(directory)
-            engine = Recommender.load(directory)
+            engine = Recommender.load(directory, max_events_per_call=_CONTEXT_CALL)
         model_items = set(self.model.item_ids)
         split_index = {item: i for i, item in enumerate(split.item_ids)}
         n = split.num_queries
@@ -188,12 +190,16 @@ class HrnnModel:
                     "event_type": split.event_types[int(split.context_event_type[e])] or _NO_EVENT_TYPE,
                     "sent_at": int(split.context_timestamp[e]),
                     "item_id": split.item_ids[int(split.context_item[e])],
+                    # every context row is its own event, even when one repeats another's content
+                    "event_id": f"context-{e}",
                 }
                 for e in range(start + int(sent[u]), start + upto)
                 if split.item_ids[int(split.context_item[e])] in model_items
             ]
-            if events:
-                engine.put_events(user_id=user_id, session_id=f"eval-{u}", events=events)
+            for lo in range(0, len(events), _CONTEXT_CALL):
+                engine.put_events(
+                    user_id=user_id, session_id=f"eval-{u}", events=events[lo : lo + _CONTEXT_CALL]
+                )
             sent[u] = upto
             # exactly what a served user gets: the engine excludes what it knows the user has seen
             # (the training data and the events sent above)

@@ -52,6 +52,25 @@ pub enum Error {
         /// What was expected and what was found.
         message: String,
     },
+    /// An event log that cannot be used as it is: corrupt before its end, not a regular file, or in
+    /// a format this version reads but does not append to.
+    #[error("{}: {message}", path.display())]
+    EventLog {
+        /// The log.
+        path: PathBuf,
+        /// What is wrong, where (byte offset), and the way out.
+        message: String,
+    },
+    /// Another process (or another recommender in this one) holds the event log for writing.
+    #[error(
+        "{}: the event log is open for writing elsewhere (another process or Recommender holds its \
+         lock); one writer per log — readers such as Interactions.from_event_log need no lock",
+        path.display()
+    )]
+    EventLogLocked {
+        /// The log.
+        path: PathBuf,
+    },
     /// An I/O failure on a named path.
     #[error("{}: {source}", path.display())]
     Io {

@@ -26,6 +26,8 @@ static SCHEMA: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static INSUFFICIENT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static MODEL_FORMAT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static EVENT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static EVENT_LOG: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static EVENT_LOG_LOCKED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 fn typed(cell: &'static PyOnceLock<Py<PyType>>, name: &str, message: String) -> PyErr {
     Python::attach(|py| match exception_class(py, cell, name) {
@@ -42,6 +44,8 @@ pub fn to_py_err(error: Error) -> PyErr {
         Error::InsufficientData(_) => typed(&INSUFFICIENT, "InsufficientDataError", message),
         Error::ModelFormat { .. } => typed(&MODEL_FORMAT, "ModelFormatError", message),
         Error::Event { .. } => typed(&EVENT, "EventError", message),
+        Error::EventLog { .. } => typed(&EVENT_LOG, "EventLogError", message),
+        Error::EventLogLocked { .. } => typed(&EVENT_LOG_LOCKED, "EventLogLockedError", message),
         Error::InvalidArgument { .. } => PyValueError::new_err(message),
         Error::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(message),

@@ -3,6 +3,7 @@
 
 mod baselines;
 mod errors;
+mod events;
 mod interactions;
 mod recommender;
 mod threads;
@@ -22,9 +23,11 @@ mod _hrnn {
     #[pymodule_export]
     use super::baselines::SessionKnnIndex;
     #[pymodule_export]
+    use super::events::{read_event_log, repair_event_log};
+    #[pymodule_export]
     use super::interactions::Interactions;
     #[pymodule_export]
-    use super::recommender::{read_event_log, Recommender};
+    use super::recommender::Recommender;
     #[pymodule_export]
     use super::threads::{get_num_threads, set_num_threads};
     #[pymodule_export]

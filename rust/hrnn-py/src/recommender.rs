@@ -8,162 +8,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hrnn_core::engine::model::Precision;
-use hrnn_core::engine::{self, Event, Query};
-use hrnn_core::Error;
+use hrnn_core::engine::{self, EventLimits, Options, Query};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyString};
+use pyo3::types::{PyDict, PyString};
 
-use crate::errors::{to_py_err, DetachExt};
+use crate::errors::DetachExt;
+use crate::events::event_from_dict;
+
+/// `(item id, score)` pairs, best first.
+type Scored<'py> = Vec<(Bound<'py, PyString>, f32)>;
 
 /// A loaded model serving recommendations, with per-user state kept current by events.
 #[pyclass(frozen, module = "hrnn._hrnn")]
 pub struct Recommender {
     inner: Arc<engine::Recommender>,
     item_strings: Vec<Py<PyString>>,
-}
-
-fn event_error(index: usize, field: &str, message: String) -> PyErr {
-    to_py_err(Error::Event {
-        index,
-        field: field.to_owned(),
-        message,
-    })
-}
-
-fn type_name(value: &Bound<'_, PyAny>) -> String {
-    value
-        .get_type()
-        .name()
-        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
-}
-
-fn string(value: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<String> {
-    value
-        .cast::<PyString>()
-        .map_err(|_| {
-            event_error(
-                index,
-                field,
-                format!("expected a str, found {}", type_name(value)),
-            )
-        })?
-        .to_str()
-        .map(str::to_owned)
-        .map_err(|_| event_error(index, field, "not valid UTF-8".into()))
-}
-
-fn number(value: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<f64> {
-    if value.is_instance_of::<PyBool>() {
-        return Err(event_error(
-            index,
-            field,
-            "expected a number, found bool".into(),
-        ));
-    }
-    value.extract::<f64>().map_err(|_| {
-        event_error(
-            index,
-            field,
-            format!("expected a number, found {}", type_name(value)),
-        )
-    })
-}
-
-/// Converts one event dict (Personalize's fields in snake_case) into a core event.
-fn event_from_dict(py: Python<'_>, value: &Bound<'_, PyAny>, index: usize) -> PyResult<Event> {
-    let dict = value.cast::<PyDict>().map_err(|_| {
-        event_error(
-            index,
-            "<event>",
-            format!("expected a dict, found {}", type_name(value)),
-        )
-    })?;
-    let mut event = Event {
-        user_id: None,
-        session_id: String::new(),
-        event_type: String::new(),
-        sent_at: f64::NAN,
-        item_id: None,
-        event_value: None,
-        event_id: None,
-        impression: Vec::new(),
-        properties: None,
-    };
-    let (mut has_type, mut has_time) = (false, false);
-    for (key, value) in dict.iter() {
-        let key = string(&key, index, "<key>")?;
-        if value.is_none() && key != "event_type" && key != "sent_at" {
-            continue;
-        }
-        match key.as_str() {
-            "event_type" => {
-                event.event_type = string(&value, index, "event_type")?;
-                has_type = true;
-            }
-            "sent_at" => {
-                event.sent_at = number(&value, index, "sent_at")?;
-                has_time = true;
-            }
-            "item_id" => event.item_id = Some(string(&value, index, "item_id")?),
-            "event_value" => event.event_value = Some(number(&value, index, "event_value")?),
-            "event_id" => event.event_id = Some(string(&value, index, "event_id")?),
-            "impression" => {
-                let items = value.try_iter().map_err(|_| {
-                    event_error(
-                        index,
-                        "impression",
-                        format!("expected a list of str, found {}", type_name(&value)),
-                    )
-                })?;
-                for (i, item) in items.enumerate() {
-                    event
-                        .impression
-                        .push(string(&item?, index, &format!("impression[{i}]"))?);
-                }
-            }
-            "properties" => {
-                event.properties = Some(if value.is_instance_of::<PyString>() {
-                    string(&value, index, "properties")?
-                } else {
-                    py.import("json")?
-                        .call_method1("dumps", (&value,))
-                        .map_err(|e| {
-                            event_error(
-                                index,
-                                "properties",
-                                format!("expected a str or a JSON-serializable dict: {e}"),
-                            )
-                        })?
-                        .extract::<String>()?
-                });
-            }
-            other => {
-                return Err(event_error(
-                    index,
-                    other,
-                    "unknown field (expected event_type, sent_at, item_id, event_value, event_id, impression, properties)".into(),
-                ));
-            }
-        }
-    }
-    if !has_type {
-        return Err(event_error(
-            index,
-            "event_type",
-            "required field missing".into(),
-        ));
-    }
-    if !has_time {
-        return Err(event_error(
-            index,
-            "sent_at",
-            "required field missing (Unix seconds)".into(),
-        ));
-    }
-    Ok(event)
 }
 
 fn query(
@@ -206,21 +68,31 @@ impl Recommender {
 #[pymethods]
 impl Recommender {
     /// Loads a model directory (and replays `event_log` when given), off the GIL; `precision`
-    /// ("fp32" or "bf16") is how the item table is held in memory.
+    /// ("fp32" or "bf16") is how the item table is held in memory; the rest bound `put_events`.
     #[staticmethod]
-    #[pyo3(signature = (model_dir, event_log=None, precision="fp32"))]
+    #[pyo3(signature = (model_dir, event_log=None, precision="fp32", max_events_per_call=10, max_event_bytes=10240, dedup_window=1_000_000))]
     fn load(
         py: Python<'_>,
         model_dir: PathBuf,
         event_log: Option<PathBuf>,
         precision: &str,
+        max_events_per_call: usize,
+        max_event_bytes: usize,
+        dedup_window: usize,
     ) -> PyResult<Self> {
         let precision: Precision = precision
             .parse()
             .map_err(|e: String| PyValueError::new_err(format!("precision: {e}")))?;
-        let inner = py.detached(|| {
-            engine::Recommender::load_with_precision(&model_dir, event_log.as_deref(), precision)
-        })?;
+        let options = Options {
+            precision,
+            event_log,
+            limits: EventLimits {
+                max_events_per_call,
+                max_event_bytes,
+                dedup_window,
+            },
+        };
+        let inner = py.detached(|| engine::Recommender::load_with(&model_dir, options))?;
         let item_strings = inner
             .model()
             .item_ids
@@ -247,7 +119,7 @@ impl Recommender {
         include_items: Option<Vec<String>>,
         at: Option<f64>,
         seen_event_types: Option<Vec<String>>,
-    ) -> PyResult<Vec<(Bound<'py, PyString>, f32)>> {
+    ) -> PyResult<(Scored<'py>, bool)> {
         let q = query(
             num_results,
             exclude_seen,
@@ -257,11 +129,12 @@ impl Recommender {
             at,
         )?;
         let inner = &self.inner;
-        let scored = py.detached(|| inner.recommend(&user_id, &q))?;
-        Ok(scored
+        let (scored, personalized) = py.detached(|| inner.recommend_explained(&user_id, &q))?;
+        let items = scored
             .into_iter()
             .map(|(j, s)| (self.item_strings[j as usize].bind(py).clone(), s))
-            .collect())
+            .collect();
+        Ok((items, personalized))
     }
 
     /// Many users at once: (item indices int64 [n, k], scores float32 [n, k]); -1 / 0 pad rows
@@ -321,6 +194,12 @@ impl Recommender {
         py.detached(|| inner.put_events(user_id.as_deref(), &session_id, owned))
     }
 
+    /// Closes the event log (releasing its lock) after the calls in flight; queries keep working.
+    fn close(&self, py: Python<'_>) {
+        let inner = &self.inner;
+        py.detach(|| inner.close());
+    }
+
     /// The item ids held for the user, most recent last.
     fn history<'py>(&self, py: Python<'py>, user_id: String) -> Vec<Bound<'py, PyString>> {
         let items = self.inner.history(&user_id);
@@ -351,7 +230,8 @@ impl Recommender {
         Ok(scores.map(|s| s.into_pyarray(py)))
     }
 
-    /// Counters: events accepted, duplicates, unknown items, replayed, log records, users.
+    /// Counters: events accepted, duplicates, unknown items, replayed, logged, users; and whether
+    /// the event log was recorded for another model.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.inner.stats();
         let out = PyDict::new(py);
@@ -361,12 +241,14 @@ impl Recommender {
             ("events_unknown_item", s.events_unknown_item),
             ("events_without_item", s.events_without_item),
             ("events_replayed", s.events_replayed),
+            ("events_replayed_duplicate", s.events_replayed_duplicate),
             ("event_log_dropped_bytes", s.event_log_dropped_bytes),
-            ("event_log_records", s.event_log_records),
+            ("event_log_events", s.event_log_events),
             ("users_with_events", s.users_with_events),
         ] {
             out.set_item(name, value)?;
         }
+        out.set_item("event_log_other_model", s.event_log_other_model)?;
         Ok(out)
     }
 
@@ -403,63 +285,15 @@ impl Recommender {
         self.inner.model().session_timeout
     }
 
-    /// The instruction set the kernels use ("avx2+fma" or "portable").
     /// How the item table is held: "fp32" or "bf16".
     #[getter]
     fn precision(&self) -> String {
         self.inner.model().table.precision().to_string()
     }
 
+    /// The instruction set the kernels use ("avx2+fma" or "portable").
     #[getter]
     fn isa(&self) -> String {
         self.inner.model().isa.to_string()
     }
-}
-
-/// Reads an event log: (user ids, item ids, timestamps int64, event types, event values float64
-/// with NaN where absent, torn bytes). Events without an item are skipped; an anonymous event's
-/// user id is its session id; timestamps are `sent_at` rounded down to whole seconds.
-#[pyfunction]
-#[allow(clippy::type_complexity)]
-pub fn read_event_log<'py>(
-    py: Python<'py>,
-    path: PathBuf,
-) -> PyResult<(
-    Vec<String>,
-    Vec<String>,
-    Bound<'py, PyArray1<i64>>,
-    Vec<String>,
-    Bound<'py, PyArray1<f64>>,
-    u64,
-)> {
-    let (users, items, times, types, values, torn) = py.detached(|| {
-        let contents = engine::event_log::read_event_log(&path)?;
-        let mut out = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            contents.torn_bytes,
-        );
-        for e in contents.events {
-            let Some(item) = e.item_id.clone() else {
-                continue;
-            };
-            out.0.push(e.user_key().to_owned());
-            out.1.push(item);
-            out.2.push(e.sent_at.floor() as i64);
-            out.3.push(e.event_type);
-            out.4.push(e.event_value.unwrap_or(f64::NAN));
-        }
-        Ok(out)
-    })?;
-    Ok((
-        users,
-        items,
-        times.into_pyarray(py),
-        types,
-        values.into_pyarray(py),
-        torn,
-    ))
 }

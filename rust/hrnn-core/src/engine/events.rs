@@ -6,6 +6,72 @@ use crate::error::{Error, Result};
 
 /// Longest id or event type accepted (Personalize's limit).
 pub const MAX_ID_CHARS: usize = 256;
+/// Latest plausible `sent_at`: 2200-01-01T00:00:00Z in Unix seconds.
+pub const MAX_SENT_AT: f64 = 7_258_118_400.0;
+
+/// What one `put_events` call may carry. The defaults are Personalize's documented PutEvents
+/// limits; raise them for bulk loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Events per call (Personalize: 10).
+    pub max_events_per_call: usize,
+    /// Bytes of one event as JSON, the form it takes in the event log (Personalize: 10 KB).
+    pub max_event_bytes: usize,
+    /// Event identities remembered for de-duplication (see [`super::dedup`]).
+    pub dedup_window: usize,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        Self {
+            max_events_per_call: 10,
+            max_event_bytes: 10 * 1024,
+            dedup_window: 1_000_000,
+        }
+    }
+}
+
+impl EventLimits {
+    /// Checks that a call within these limits always fits one event-log record.
+    pub fn check(&self) -> Result<()> {
+        let record = super::event_log::MAX_RECORD;
+        if self.max_events_per_call == 0 {
+            return Err(Error::invalid_argument(
+                "max_events_per_call",
+                "expected at least 1, found 0",
+            ));
+        }
+        if self.max_event_bytes < 256 {
+            return Err(Error::invalid_argument(
+                "max_event_bytes",
+                format!("expected at least 256, found {}", self.max_event_bytes),
+            ));
+        }
+        if self
+            .max_events_per_call
+            .saturating_mul(self.max_event_bytes)
+            > record / 2
+        {
+            return Err(Error::invalid_argument(
+                "max_events_per_call",
+                format!(
+                    "max_events_per_call × max_event_bytes must be at most {} (half an event-log \
+                     record), found {} × {}",
+                    record / 2,
+                    self.max_events_per_call,
+                    self.max_event_bytes
+                ),
+            ));
+        }
+        if self.dedup_window == 0 {
+            return Err(Error::invalid_argument(
+                "dedup_window",
+                "expected at least 1, found 0",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// One real-time event, as recorded in the event log (one JSON object per record).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,19 +138,35 @@ pub fn validate_call(user_id: Option<&str>, session_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks that `t` is plausible Unix seconds: finite, from 1970 to 2200. A value that is Unix
+/// seconds times 10³, 10⁶ or 10⁹ gets a message naming the unit it is probably in.
+pub fn check_time(t: f64) -> std::result::Result<(), String> {
+    if t.is_finite() && (0.0..=MAX_SENT_AT).contains(&t) {
+        return Ok(());
+    }
+    let unit = [
+        (1e3, "milliseconds"),
+        (1e6, "microseconds"),
+        (1e9, "nanoseconds"),
+    ]
+    .into_iter()
+    .find(|(scale, _)| t.is_finite() && (1e9..=MAX_SENT_AT).contains(&(t / scale)));
+    Err(match unit {
+        Some((scale, name)) => format!(
+            "expected Unix seconds (1970–2200), found {t}, which looks like {name}: divide by {scale}"
+        ),
+        None => format!("expected finite Unix seconds from 0 to {MAX_SENT_AT} (1970–2200), found {t}"),
+    })
+}
+
 /// Checks event `index` of a call; the error names the index and field.
 pub fn validate(event: &Event, index: usize) -> Result<()> {
     check_id(&event.event_type, index, "event_type")?;
-    if !event.sent_at.is_finite() || event.sent_at < 0.0 {
-        return Err(Error::Event {
-            index,
-            field: "sent_at".into(),
-            message: format!(
-                "expected non-negative finite Unix seconds, found {}",
-                event.sent_at
-            ),
-        });
-    }
+    check_time(event.sent_at).map_err(|message| Error::Event {
+        index,
+        field: "sent_at".into(),
+        message,
+    })?;
     if let Some(item) = &event.item_id {
         check_id(item, index, "item_id")?;
     }
@@ -133,6 +215,22 @@ mod tests {
             validate(&e, 3).unwrap_err().to_string(),
             "events[3].event_type: expected 1–256 characters, found 0"
         );
+        let mut e = event();
+        for (t, unit) in [
+            (1.7e12, "milliseconds"),
+            (1.7e15, "microseconds"),
+            (1.7e18, "nanoseconds"),
+        ] {
+            e.sent_at = t;
+            let message = validate(&e, 0).unwrap_err().to_string();
+            assert!(message.contains(unit), "{message}");
+        }
+        for t in [1e300, 2f64.powi(64), -1.0, f64::INFINITY] {
+            e.sent_at = t;
+            assert!(validate(&e, 0).is_err(), "{t}");
+        }
+        e.sent_at = MAX_SENT_AT;
+        assert!(validate(&e, 0).is_ok());
         let mut e = event();
         e.sent_at = f64::NAN;
         assert!(validate(&e, 1)

@@ -8,16 +8,22 @@
 //! - `kernels_x86`: the AVX2 + FMA scoring loop (`std::arch` intrinsics);
 //! - `cell`: one step of the gated recurrent cell and the readout gate;
 //! - `topk`: fused scoring — logits, running log-sum-exp and top-K in one pass over the items;
-//! - `events`: real-time events and their validation;
+//! - `blocks`: scoring many users at once, blocked over the item table;
+//! - `events`: real-time events, their validation and the limits of one call;
+//! - `dedup`: which events were already accepted (a bounded window of identities);
 //! - `state`: the per-user state store (sharded locks);
 //! - `seen`: what each user interacted with (the `exclude_seen` filter, by event type);
-//! - `event_log`: the append-only, checksummed, group-committed event log;
-//! - `recommender`: the public facade tying these together.
+//! - `event_log`: the append-only, checksummed, locked, group-committed event log;
+//! - `fingerprint`: which model an event log's events were applied to;
+//! - `recommender`: the public facade and its queries;
+//! - `updates`: real-time updates (`put_events`) and the replay of the event log.
 
 pub mod blocks;
 pub mod cell;
+pub mod dedup;
 pub mod event_log;
 pub mod events;
+pub mod fingerprint;
 pub mod kernels;
 #[cfg(target_arch = "x86_64")]
 mod kernels_x86;
@@ -27,8 +33,10 @@ pub mod recommender;
 pub mod seen;
 pub mod state;
 pub mod topk;
+mod updates;
 
 pub use events::Event;
+pub use events::EventLimits;
 pub use model::Model;
-pub use recommender::{Query, Recommender, Stats};
+pub use recommender::{Options, Query, Recommender, Stats};
 pub use seen::SeenFilter;

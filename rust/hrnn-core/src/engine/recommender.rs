@@ -2,28 +2,38 @@
 //! (Personalize's GetRecommendations and PutEvents, in process).
 //!
 //! Every method takes `&self`; it is `Sync`, so many threads can recommend and put events at once.
+//! Queries live here; real-time updates (`put_events`, replay of the event log) in `updates`.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
-use rustc_hash::FxHashSet;
-
-use super::cell::{readout, step, time_features};
+use super::cell::{readout, time_features};
+use super::dedup::DedupWindow;
 use super::event_log::EventLog;
-use super::events::{validate, validate_call, Event};
+use super::events::EventLimits;
 use super::model::{Model, Precision};
 use super::model_dir::load_model;
-use super::seen::{EventTypeIds, SeenAdded, SeenFilter};
-use super::state::{StateStore, UserState};
+use super::seen::{EventTypeIds, SeenFilter};
+use super::state::StateStore;
 use super::topk::{log_normalizer, logit, top_k, top_k_batch};
 use crate::error::{Error, Result};
 
 /// Most results one query may ask for (Personalize's limit).
 pub const MAX_RESULTS: usize = 500;
-/// Shards of the seen-event-id set.
-const ID_SHARDS: usize = 16;
+/// Stripes of the per-user writer locks (see `updates`).
+pub(super) const WRITER_STRIPES: usize = 256;
+
+/// How a recommender is set up, beyond its model.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// How the item table is held in memory.
+    pub precision: Precision,
+    /// The event log to replay and append to (created when missing).
+    pub event_log: Option<std::path::PathBuf>,
+    /// Limits of one `put_events` call and the de-duplication window.
+    pub limits: EventLimits,
+}
 
 /// The options of a recommendation query.
 #[derive(Clone, Debug, Default)]
@@ -48,7 +58,8 @@ pub struct Query {
 pub struct Stats {
     /// Events accepted by `put_events` in this process (not counting replayed ones).
     pub events_accepted: u64,
-    /// Events ignored because their event id was seen before.
+    /// Events ignored because they were accepted before (same `event_id`, or without one, the same
+    /// user, time, type, item, value, impression and properties).
     pub events_duplicate: u64,
     /// Accepted events whose item the model does not know (kept, but they cannot move the state).
     pub events_unknown_item: u64,
@@ -56,39 +67,54 @@ pub struct Stats {
     pub events_without_item: u64,
     /// Events replayed from the event log at load.
     pub events_replayed: u64,
-    /// Bytes of a torn last record dropped from the event log at load.
+    /// Events in the event log skipped at load as duplicates of earlier ones.
+    pub events_replayed_duplicate: u64,
+    /// Bytes of a torn tail dropped from the event log at load.
     pub event_log_dropped_bytes: u64,
-    /// Records in the event log.
-    pub event_log_records: u64,
+    /// Events in the event log (replayed plus accepted since).
+    pub event_log_events: u64,
+    /// The event log's last model marker names another model than this one: its events were
+    /// replayed onto a model they were not recorded for.
+    pub event_log_other_model: bool,
     /// Users whose state events have changed.
     pub users_with_events: u64,
 }
 
 #[derive(Default)]
-struct Counters {
-    accepted: AtomicU64,
-    duplicate: AtomicU64,
-    unknown_item: AtomicU64,
-    without_item: AtomicU64,
+pub(super) struct Counters {
+    pub(super) accepted: AtomicU64,
+    pub(super) duplicate: AtomicU64,
+    pub(super) unknown_item: AtomicU64,
+    pub(super) without_item: AtomicU64,
+    pub(super) logged: AtomicU64,
 }
 
-/// What one event did.
-enum Applied {
-    Moved,
-    UnknownItem,
-    NoItem,
+/// What loading found in the event log.
+#[derive(Default)]
+pub(super) struct Replay {
+    pub(super) events: u64,
+    pub(super) duplicates: u64,
+    pub(super) dropped_bytes: u64,
+    pub(super) other_model: bool,
 }
 
 /// A model serving recommendations, with per-user state updated by events.
 pub struct Recommender {
-    model: Arc<Model>,
-    states: StateStore,
-    event_type_ids: EventTypeIds,
-    event_ids: Box<[Mutex<FxHashSet<String>>]>,
-    log: Option<EventLog>,
-    counters: Counters,
-    replayed: u64,
-    dropped_bytes: u64,
+    pub(super) model: Arc<Model>,
+    pub(super) states: StateStore,
+    pub(super) event_type_ids: EventTypeIds,
+    pub(super) dedup: DedupWindow,
+    pub(super) limits: EventLimits,
+    /// Serialises the writers of one user (by stripe), so the log holds their calls in the order
+    /// they were applied — without holding the state's lock, which readers need, across an fsync.
+    pub(super) writers: Box<[Mutex<()>]>,
+    /// The event log while open (`close` takes it out; calls in flight hold the read lock).
+    pub(super) log: RwLock<Option<EventLog>>,
+    /// Whether this recommender was loaded with an event log (then it never accepts events
+    /// without one).
+    pub(super) logged: bool,
+    pub(super) counters: Counters,
+    pub(super) replay: Replay,
 }
 
 /// A user as seen by a query: a state to read out, or nothing (served by popularity).
@@ -104,200 +130,75 @@ impl Recommender {
     /// Loads the model directory `model_dir`; with `event_log`, opens (or creates) that log and
     /// replays it, so a restarted process has the same state.
     pub fn load(model_dir: &Path, event_log: Option<&Path>) -> Result<Self> {
-        Self::load_with_precision(model_dir, event_log, Precision::F32)
+        Self::load_with(
+            model_dir,
+            Options {
+                event_log: event_log.map(Path::to_owned),
+                ..Options::default()
+            },
+        )
     }
 
-    /// [`Recommender::load`] with the item table stored in `precision` (bf16 halves the memory a
-    /// query streams, at ~0.4% error in each logit; the cell always runs in f32).
-    pub fn load_with_precision(
-        model_dir: &Path,
-        event_log: Option<&Path>,
-        precision: Precision,
-    ) -> Result<Self> {
+    /// [`Recommender::load`] with every option: the item table's precision (bf16 halves the memory
+    /// a query streams, at ~0.4% error in each logit; the cell always runs in f32), the event log
+    /// and the limits of real-time events.
+    pub fn load_with(model_dir: &Path, options: Options) -> Result<Self> {
+        options.limits.check()?;
         let mut model = load_model(model_dir)?;
-        model.table = std::mem::take(&mut model.table).with_precision(precision);
-        Self::new(Arc::new(model), event_log)
+        model.table = std::mem::take(&mut model.table).with_precision(options.precision);
+        let fingerprint = match &options.event_log {
+            Some(_) => Some(super::fingerprint::model_fingerprint(model_dir)?),
+            None => None,
+        };
+        Self::with_model(Arc::new(model), fingerprint.as_deref(), options)
     }
 
-    /// A recommender over an already loaded model.
-    pub fn new(model: Arc<Model>, event_log: Option<&Path>) -> Result<Self> {
+    /// A recommender over an already loaded model, without an event log.
+    pub fn new(model: Arc<Model>) -> Self {
+        Self::with_model(model, None, Options::default()).expect("no event log to open")
+    }
+
+    /// A recommender over `model` (whose fingerprint, when known, marks the event log).
+    pub(super) fn with_model(
+        model: Arc<Model>,
+        fingerprint: Option<&str>,
+        options: Options,
+    ) -> Result<Self> {
+        options.limits.check()?;
         let mut rec = Self {
             event_type_ids: EventTypeIds::new(&model.event_types),
             model,
             states: StateStore::default(),
-            event_ids: (0..ID_SHARDS)
-                .map(|_| Mutex::new(FxHashSet::default()))
-                .collect(),
-            log: None,
+            dedup: DedupWindow::new(options.limits.dedup_window),
+            limits: options.limits,
+            writers: (0..WRITER_STRIPES).map(|_| Mutex::new(())).collect(),
+            log: RwLock::new(None),
+            logged: options.event_log.is_some(),
             counters: Counters::default(),
-            replayed: 0,
-            dropped_bytes: 0,
+            replay: Replay::default(),
         };
-        if let Some(path) = event_log {
-            let (log, contents) = EventLog::open(path)?;
-            for event in &contents.events {
-                if let Some(id) = &event.event_id {
-                    rec.first_sighting(id);
-                }
-                let mut shard = rec.states.write(event.user_key());
-                rec.apply(&mut shard, event);
-            }
-            rec.replayed = contents.events.len() as u64;
-            rec.dropped_bytes = contents.torn_bytes;
-            rec.log = Some(log);
+        if let Some(path) = &options.event_log {
+            let (log, contents) = EventLog::open(path, fingerprint)?;
+            rec.replay_log(&contents);
+            rec.replay.other_model = match (&contents.model, fingerprint) {
+                (Some(logged), Some(ours)) => logged != ours,
+                _ => false,
+            };
+            rec.log = RwLock::new(Some(log));
         }
         Ok(rec)
+    }
+
+    /// Closes the event log (releasing its writer lock) once the calls in flight are done. Queries
+    /// keep working; `put_events` then fails, since events could no longer be made durable.
+    /// Without an event log this does nothing.
+    pub fn close(&self) {
+        self.log.write().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// The model.
     pub fn model(&self) -> &Arc<Model> {
         &self.model
-    }
-
-    /// True the first time `event_id` is seen.
-    fn first_sighting(&self, event_id: &str) -> bool {
-        let shard = event_id
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
-            % ID_SHARDS;
-        let mut ids = self.event_ids[shard]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if ids.contains(event_id) {
-            false
-        } else {
-            ids.insert(event_id.to_owned());
-            true
-        }
-    }
-
-    fn initial_state(&self, key: &str) -> UserState {
-        let m = &self.model;
-        match m.users.row(key) {
-            Some(r) => UserState {
-                hidden: m.users.state[r * m.hidden..(r + 1) * m.hidden].to_vec(),
-                last_timestamp: Some(m.users.last_timestamp[r] as f64),
-                history: m.users.history(r).iter().copied().collect(),
-                seen: SeenAdded::default(),
-            },
-            None => UserState {
-                hidden: vec![0.0; m.hidden],
-                last_timestamp: None,
-                history: VecDeque::new(),
-                seen: SeenAdded::default(),
-            },
-        }
-    }
-
-    /// Applies one validated event to its user's state (the caller holds the user's shard lock).
-    fn apply(&self, shard: &mut super::state::ShardWriter<'_>, event: &Event) -> Applied {
-        let m = &self.model;
-        let Some(item_id) = &event.item_id else {
-            return Applied::NoItem;
-        };
-        let Some(&item) = m.item_index.get(item_id.as_str()) else {
-            return Applied::UnknownItem;
-        };
-        let key = event.user_key();
-        if !shard.contains_key(key) {
-            let initial = self.initial_state(key);
-            shard.insert(key.to_owned(), initial);
-        }
-        let state = shard.get_mut(key).expect("inserted above");
-        // Events arriving out of order are clamped to a zero gap and never move the clock back.
-        let (gap, session_start) = match state.last_timestamp {
-            None => (0.0, true),
-            Some(last) => {
-                let gap = event.sent_at - last;
-                (gap, gap > m.session_timeout as f64)
-            }
-        };
-        // A model trained without EVENT_TYPE has the single type "" (docs/format.md), which every
-        // training event used. Real-time events must name a type (1–256 characters), so there each
-        // one maps to "" — otherwise serving would differ from training by K[""].
-        let event_type = if m.event_types.len() == 1 && m.event_types[0].is_empty() {
-            Some(0)
-        } else {
-            m.event_type_index.get(event.event_type.as_str()).copied()
-        };
-        step(
-            &m.cell,
-            m.isa,
-            &mut state.hidden,
-            item,
-            event_type,
-            time_features(gap, session_start),
-        );
-        state.last_timestamp = Some(
-            state
-                .last_timestamp
-                .map_or(event.sent_at, |t| t.max(event.sent_at)),
-        );
-        if m.history_limit > 0 {
-            if state.history.len() >= m.history_limit {
-                state.history.pop_front();
-            }
-            state.history.push_back(item);
-        }
-        let seen_type = self.event_type_ids.id(&event.event_type);
-        if !m
-            .users
-            .row(key)
-            .is_some_and(|r| m.users.seen.contains(r, item, seen_type))
-        {
-            state.seen.insert(item, seen_type);
-        }
-        Applied::Moved
-    }
-
-    /// Records `events` for the user `user_id` (or the anonymous session `session_id`): validates
-    /// every event first (nothing changes if one is invalid), skips events whose event id was seen,
-    /// updates the user's state one cell step per event, and — with an event log — returns only
-    /// once the accepted events are fsynced. Returns the number of events accepted.
-    pub fn put_events(
-        &self,
-        user_id: Option<&str>,
-        session_id: &str,
-        mut events: Vec<Event>,
-    ) -> Result<usize> {
-        validate_call(user_id, session_id)?;
-        for (i, e) in events.iter().enumerate() {
-            validate(e, i)?;
-        }
-        let key = user_id.unwrap_or(session_id);
-        let mut accepted = 0;
-        let mut ticket = None;
-        for mut event in events.drain(..) {
-            if let Some(id) = &event.event_id {
-                if !self.first_sighting(id) {
-                    self.counters.duplicate.fetch_add(1, Relaxed);
-                    continue;
-                }
-            }
-            event.user_id = user_id.map(str::to_owned);
-            event.session_id = session_id.to_owned();
-            let mut shard = self.states.write(key);
-            let applied = self.apply(&mut shard, &event);
-            if let Some(log) = &self.log {
-                ticket = Some(log.append(&event));
-            }
-            drop(shard);
-            match applied {
-                Applied::Moved => {}
-                Applied::UnknownItem => {
-                    self.counters.unknown_item.fetch_add(1, Relaxed);
-                }
-                Applied::NoItem => {
-                    self.counters.without_item.fetch_add(1, Relaxed);
-                }
-            }
-            self.counters.accepted.fetch_add(1, Relaxed);
-            accepted += 1;
-        }
-        if let (Some(log), Some(ticket)) = (&self.log, ticket) {
-            log.commit(ticket)?;
-        }
-        Ok(accepted)
     }
 
     /// The user's state, history (when asked for) and the seen items `filter` excludes.
@@ -424,6 +325,12 @@ impl Recommender {
     /// The best `num_results` items for `user` as `(item index, softmax score)`, best first. Users
     /// without a state (unknown, or anonymous without events) get the popularity list.
     pub fn recommend(&self, user: &str, q: &Query) -> Result<Vec<(u32, f32)>> {
+        self.recommend_explained(user, q).map(|(items, _)| items)
+    }
+
+    /// [`Recommender::recommend`], and whether the list is personal (`false`: the user has no
+    /// state, so it is the popularity list).
+    pub fn recommend_explained(&self, user: &str, q: &Query) -> Result<(Vec<(u32, f32)>, bool)> {
         Self::check_query(q)?;
         let m = &self.model;
         let k = q.num_results.min(m.num_items());
@@ -436,11 +343,11 @@ impl Recommender {
             inc
         });
         let Some(view) = view else {
-            return Ok(self.popular(k, &exclude, include.as_deref()));
+            return Ok((self.popular(k, &exclude, include.as_deref()), false));
         };
         let query = self.query_vector(&view, q.at);
-        match include {
-            None => Ok(top_k(m.isa, &m.table, &query, k, exclude)),
+        let items = match include {
+            None => top_k(m.isa, &m.table, &query, k, exclude),
             Some(include) => {
                 let log_z = log_normalizer(m.isa, &m.table, &query);
                 let mut scored: Vec<(u32, f32)> = include
@@ -450,12 +357,13 @@ impl Recommender {
                     .collect();
                 scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 scored.truncate(k);
-                Ok(scored
+                scored
                     .into_iter()
                     .map(|(j, l)| (j, (f64::from(l) - log_z).exp() as f32))
-                    .collect())
+                    .collect()
             }
-        }
+        };
+        Ok((items, true))
     }
 
     /// [`Recommender::recommend`] for many users at once (blocked over items, parallel over
@@ -530,9 +438,11 @@ impl Recommender {
             events_duplicate: c.duplicate.load(Relaxed),
             events_unknown_item: c.unknown_item.load(Relaxed),
             events_without_item: c.without_item.load(Relaxed),
-            events_replayed: self.replayed,
-            event_log_dropped_bytes: self.dropped_bytes,
-            event_log_records: self.log.as_ref().map_or(0, EventLog::records),
+            events_replayed: self.replay.events,
+            events_replayed_duplicate: self.replay.duplicates,
+            event_log_dropped_bytes: self.replay.dropped_bytes,
+            event_log_events: c.logged.load(Relaxed),
+            event_log_other_model: self.replay.other_model,
             users_with_events: self.states.len() as u64,
         }
     }
@@ -542,6 +452,7 @@ impl Recommender {
 mod tests {
     use super::*;
     use crate::engine::model_dir::tests::{temp_dir, write_model};
+    use crate::engine::Event;
 
     fn ev(item: &str, t: f64, id: Option<&str>) -> Event {
         Event {
@@ -582,14 +493,27 @@ mod tests {
         let rec2 = Recommender::load(&dir.join("m"), None).unwrap();
         rec2.put_events(Some("u1"), "s", events.clone()).unwrap();
         assert_eq!(rec.state("u1"), rec2.state("u1"));
+        // While it runs, the log has one writer.
+        assert!(matches!(
+            Recommender::load(&dir.join("m"), Some(&log)),
+            Err(Error::EventLogLocked { .. })
+        ));
         // A restarted process replays the log to the same state and history.
-        let again = Recommender::load(&dir.join("m"), Some(&log)).unwrap();
-        for user in ["u1", "anon", "u0"] {
-            assert_eq!(again.state(user), rec.state(user), "{user}");
-            assert_eq!(again.history(user), rec.history(user), "{user}");
-        }
-        assert_eq!(again.stats().events_replayed, 20);
+        let users = ["u1", "anon", "u0"];
+        let before: Vec<_> = users
+            .iter()
+            .map(|u| (rec.state(u), rec.history(u)))
+            .collect();
         assert_eq!(rec.history("anon").len(), 10);
+        drop(rec);
+        let again = Recommender::load(&dir.join("m"), Some(&log)).unwrap();
+        for (user, (state, history)) in users.iter().zip(before) {
+            assert_eq!(again.state(user), state, "{user}");
+            assert_eq!(again.history(user), history, "{user}");
+        }
+        let stats = again.stats();
+        assert_eq!((stats.events_replayed, stats.event_log_events), (20, 20));
+        assert!(!stats.event_log_other_model);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,193 +1,151 @@
-//! The append-only event log: every accepted real-time event, durable before `put_events` returns.
+//! An event log open for appending, shared by every thread of a recommender.
 //!
-//! File layout: the 8-byte magic `HRNNEVT1`, then records `[len: u32 LE][crc32(payload): u32 LE]
-//! [payload: len bytes of JSON]`, one [`Event`] per record. Replaying the records in file order
-//! reproduces every user's state (a user's events are appended under that user's state lock, in
-//! the order they were applied).
-//!
-//! Durability uses group commit: callers append records to an in-memory buffer, then wait until
-//! some caller (the "leader") has written the buffer and fsynced the file past their records. One
-//! fsync thus covers every caller that arrived while the previous one ran.
-//!
-//! A crash can leave the last record torn (short, or with a checksum that fails at the very end of
-//! the file). Opening the log detects that, drops the torn bytes (truncating the file) and reports
-//! them; every record before it is kept. A bad record followed by more data is corruption, not a
-//! torn write, and is an error.
+//! - **One writer.** Opening takes an exclusive advisory lock (`flock`) on the file, held until the
+//!   log is dropped; a second writer — another process, or another recommender in this one — gets
+//!   [`Error::EventLogLocked`] instead of truncating what it would take for a torn tail.
+//! - **Group commit.** [`EventLog::write`] appends a record to an in-memory buffer and waits until
+//!   some caller (the leader) has written the buffer and fsynced it. One fsync covers every caller
+//!   that arrived while the previous one ran; each learns the outcome of the write that held its
+//!   record.
+//! - **A failed write changes nothing.** When a write or fsync fails (a full disk, a file-size
+//!   limit), the leader cuts the file back to its last durable length, and every record of that
+//!   write reports the error. Later writes try again, so the log recovers when space returns. Only
+//!   if the file cannot be cut back is the log closed for good (every later write fails).
 
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
-use super::events::Event;
+use super::format::{corrupt, encode, parse, LogContents, Record, MAGIC};
 use crate::error::{Error, Result};
 
-/// The first bytes of every event log.
-pub const MAGIC: &[u8; 8] = b"HRNNEVT1";
-/// Longest record payload accepted when reading (a corrupt length cannot trigger a huge allocation).
-const MAX_RECORD: usize = 1 << 24;
-
-/// What reading a log found.
-#[derive(Debug, Default)]
-pub struct LogContents {
-    /// Every intact record, in order.
-    pub events: Vec<Event>,
-    /// Bytes of a torn last record (0 when the log ended cleanly).
-    pub torn_bytes: u64,
-    /// Length of the intact prefix of the file.
-    pub valid_len: u64,
-}
-
-fn corrupt(path: &Path, message: String) -> Error {
-    Error::io(path, std::io::Error::new(ErrorKind::InvalidData, message))
-}
-
-/// Reads every record of the log at `path` (a torn last record is reported, not an error).
-pub fn read_event_log(path: &Path) -> Result<LogContents> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(&bytes, path)
-}
-
-fn parse(bytes: &[u8], path: &Path) -> Result<LogContents> {
-    if bytes.len() < MAGIC.len() {
-        // A crash while creating the file leaves a prefix of the magic: an empty log.
-        if MAGIC.starts_with(bytes) {
-            return Ok(LogContents {
-                events: Vec::new(),
-                torn_bytes: bytes.len() as u64,
-                valid_len: 0,
-            });
-        }
-        return Err(corrupt(path, "not an hrnn event log (bad magic)".into()));
-    }
-    if &bytes[..MAGIC.len()] != MAGIC {
-        return Err(corrupt(path, "not an hrnn event log (bad magic)".into()));
-    }
-    let mut out = LogContents::default();
-    let mut at = MAGIC.len();
-    while at < bytes.len() {
-        let rest = &bytes[at..];
-        let torn = |out: &mut LogContents| {
-            out.torn_bytes = rest.len() as u64;
-            out.valid_len = at as u64;
-        };
-        if rest.len() < 8 {
-            torn(&mut out);
-            return Ok(out);
-        }
-        let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
-        if len > MAX_RECORD {
-            return Err(corrupt(
-                path,
-                format!("record at byte {at}: implausible length {len}"),
-            ));
-        }
-        if rest.len() < 8 + len {
-            torn(&mut out);
-            return Ok(out);
-        }
-        let payload = &rest[8..8 + len];
-        if crc32fast::hash(payload) != crc {
-            if rest.len() == 8 + len {
-                torn(&mut out);
-                return Ok(out);
-            }
-            return Err(corrupt(
-                path,
-                format!("record at byte {at}: checksum mismatch (the log is corrupt)"),
-            ));
-        }
-        let event: Event = serde_json::from_slice(payload).map_err(|e| {
-            corrupt(
-                path,
-                format!("record at byte {at}: not a valid event ({e})"),
-            )
-        })?;
-        out.events.push(event);
-        at += 8 + len;
-    }
-    out.valid_len = at as u64;
-    Ok(out)
-}
-
-/// Encodes one record.
-pub fn encode(event: &Event, out: &mut Vec<u8>) {
-    let payload = serde_json::to_vec(event).expect("an Event always serializes");
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-}
+type Outcome = OnceLock<std::result::Result<(), String>>;
 
 struct Pending {
+    /// Encoded records not yet handed to a leader.
     buffer: Vec<u8>,
-    /// Records appended so far (durable or not).
-    appended: u64,
+    /// One outcome per record in `buffer`.
+    waiters: Vec<Arc<Outcome>>,
 }
 
 struct SyncState {
-    /// Records known to be on disk.
-    durable: u64,
     /// Whether some caller is writing + fsyncing right now.
     leader_active: bool,
-    /// Set when a write or fsync failed: the log can no longer promise durability.
-    failed: Option<String>,
 }
 
-/// An open event log, shared by every thread of a recommender.
+struct LogFile {
+    file: File,
+    /// Bytes known to be on disk (the file is cut back to this after a failed write).
+    durable_len: u64,
+    /// Set when a failed write could not be undone: the log can no longer promise anything.
+    broken: Option<String>,
+}
+
+/// An open, locked event log.
 pub struct EventLog {
     path: PathBuf,
     pending: Mutex<Pending>,
     sync: Mutex<SyncState>,
     synced: Condvar,
-    file: Mutex<File>,
+    file: Mutex<LogFile>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Makes a new file's directory entry durable (not possible on every platform; best effort).
+fn sync_parent(path: &Path) {
+    if let Some(parent) = path.parent() {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        if let Ok(dir) = File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+}
+
+/// Opens `path` for appending (creating it), takes the writer's lock and reads what it holds.
+pub(crate) fn open_locked(path: &Path) -> Result<(File, Vec<u8>)> {
+    let io = |e| Error::io(path, e);
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(corrupt(path, "not a regular file".into()));
+        }
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(Error::EventLogLocked {
+                path: path.to_owned(),
+            })
+        }
+        Err(TryLockError::Error(e)) => return Err(io(e)),
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok((file, bytes))
+}
+
 impl EventLog {
-    /// Opens (creating if needed) the log at `path`, returning it and what it already holds. A torn
-    /// last record is cut off the file.
-    pub fn open(path: &Path) -> Result<(Self, LogContents)> {
+    /// Opens (creating if needed) the log at `path` for appending and returns what it holds. A torn
+    /// tail is cut off the file. With `model`, a marker recording that model's fingerprint is
+    /// appended unless it is already the log's last one.
+    pub fn open(path: &Path, model: Option<&str>) -> Result<(Self, LogContents)> {
         let io = |e| Error::io(path, e);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io)?;
-        let contents = read_event_log(path)?;
+        let (mut file, bytes) = open_locked(path)?;
+        let contents = parse(&bytes, path)?;
+        if contents.legacy {
+            return Err(corrupt(
+                path,
+                "written by an older hrnn (event log format 1), which this version reads but does \
+                 not append to; `hrnn repair-log` rewrites it in the current format (keeping a copy)"
+                    .into(),
+            ));
+        }
         if contents.valid_len < MAGIC.len() as u64 {
             file.set_len(0).map_err(io)?;
             file.write_all(MAGIC).map_err(io)?;
             file.sync_all().map_err(io)?;
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                // Make the new file's directory entry durable too (not possible on every platform).
-                if let Ok(dir) = File::open(parent) {
-                    let _ = dir.sync_all();
-                }
-            }
+            sync_parent(path);
         } else if contents.torn_bytes > 0 {
             file.set_len(contents.valid_len).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
-        let records = contents.events.len() as u64;
+        let durable_len = contents.valid_len.max(MAGIC.len() as u64);
         let log = Self {
             path: path.to_owned(),
             pending: Mutex::new(Pending {
                 buffer: Vec::new(),
-                appended: records,
+                waiters: Vec::new(),
             }),
             sync: Mutex::new(SyncState {
-                durable: records,
                 leader_active: false,
-                failed: None,
             }),
             synced: Condvar::new(),
-            file: Mutex::new(file),
+            file: Mutex::new(LogFile {
+                file,
+                durable_len,
+                broken: None,
+            }),
         };
+        if let Some(fingerprint) = model {
+            if contents.model.as_deref() != Some(fingerprint) {
+                log.write(&Record::Model {
+                    fingerprint: fingerprint.to_owned(),
+                })?;
+            }
+        }
         Ok((log, contents))
     }
 
@@ -196,32 +154,21 @@ impl EventLog {
         &self.path
     }
 
-    /// Appends `event` to the buffer; returns its ticket for [`EventLog::commit`]. Call it while
-    /// holding the lock that ordered the event's application, so the log keeps that order.
-    pub fn append(&self, event: &Event) -> u64 {
-        let mut pending = lock(&self.pending);
-        encode(event, &mut pending.buffer);
-        pending.appended += 1;
-        pending.appended
-    }
-
-    /// Records appended so far.
-    pub fn records(&self) -> u64 {
-        lock(&self.pending).appended
-    }
-
-    /// Returns once every record up to `ticket` is written and fsynced (group commit).
-    pub fn commit(&self, ticket: u64) -> Result<()> {
+    /// Appends `record` and returns once it is written and fsynced — or with the error of the
+    /// write that held it, in which case the file holds none of it.
+    pub fn write(&self, record: &Record) -> Result<()> {
+        let outcome = Arc::new(Outcome::new());
+        {
+            let mut pending = lock(&self.pending);
+            encode(record, &mut pending.buffer).map_err(|m| corrupt(&self.path, m))?;
+            pending.waiters.push(Arc::clone(&outcome));
+        }
         let mut sync = lock(&self.sync);
         loop {
-            if let Some(message) = &sync.failed {
-                return Err(Error::io(
-                    &self.path,
-                    std::io::Error::other(message.clone()),
-                ));
-            }
-            if sync.durable >= ticket {
-                return Ok(());
+            if let Some(result) = outcome.get() {
+                return result
+                    .clone()
+                    .map_err(|message| Error::io(&self.path, std::io::Error::other(message)));
             }
             if sync.leader_active {
                 sync = self.synced.wait(sync).unwrap_or_else(|e| e.into_inner());
@@ -230,100 +177,130 @@ impl EventLog {
             // Become the leader: write everything appended so far, then one fsync for all of it.
             sync.leader_active = true;
             drop(sync);
-            let (buffer, upto) = {
+            let (buffer, waiters) = {
                 let mut pending = lock(&self.pending);
-                (std::mem::take(&mut pending.buffer), pending.appended)
+                (
+                    std::mem::take(&mut pending.buffer),
+                    std::mem::take(&mut pending.waiters),
+                )
             };
-            let result = {
-                let mut file = lock(&self.file);
-                file.write_all(&buffer).and_then(|()| file.sync_data())
-            };
+            let result = self.write_durably(&buffer);
             sync = lock(&self.sync);
-            sync.leader_active = false;
-            match result {
-                Ok(()) => sync.durable = sync.durable.max(upto),
-                Err(e) => sync.failed = Some(format!("event log write failed: {e}")),
+            for waiter in waiters {
+                let _ = waiter.set(result.clone());
             }
+            sync.leader_active = false;
             self.synced.notify_all();
+        }
+    }
+
+    /// Writes and fsyncs `buffer`; on failure cuts the file back to its durable length.
+    fn write_durably(&self, buffer: &[u8]) -> std::result::Result<(), String> {
+        let mut f = lock(&self.file);
+        if let Some(message) = &f.broken {
+            return Err(message.clone());
+        }
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        match f.file.write_all(buffer).and_then(|()| f.file.sync_data()) {
+            Ok(()) => {
+                f.durable_len += buffer.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let message = format!("event log write failed, nothing of it was kept: {e}");
+                let durable_len = f.durable_len;
+                if let Err(undo) = f
+                    .file
+                    .set_len(durable_len)
+                    .and_then(|()| f.file.sync_data())
+                {
+                    f.broken = Some(format!(
+                        "event log closed: a write failed ({e}) and could not be undone ({undo}); \
+                         reopen it (the records before the failure are intact)"
+                    ));
+                    return Err(f.broken.clone().expect("set above"));
+                }
+                Err(message)
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::format::read_event_log;
+    use super::super::format::tests::event;
     use super::*;
-    use std::sync::Arc;
 
-    fn event(i: usize) -> Event {
-        Event {
-            user_id: Some(format!("u{}", i % 3)),
-            session_id: "s".into(),
-            event_type: "click".into(),
-            sent_at: 1000.0 + i as f64,
-            item_id: Some(format!("i{i}")),
-            event_value: None,
-            event_id: Some(format!("e{i}")),
-            impression: vec![],
-            properties: None,
-        }
+    fn call(i: usize) -> Record {
+        Record::Events(vec![event(2 * i), event(2 * i + 1)])
     }
 
     #[test]
     fn group_commit_from_many_threads_keeps_every_record() {
         let dir = crate::engine::model_dir::tests::temp_dir("log-threads");
         let path = dir.join("events.log");
-        let (log, contents) = EventLog::open(&path).unwrap();
+        let (log, contents) = EventLog::open(&path, None).unwrap();
         assert!(contents.events.is_empty());
-        let log = Arc::new(log);
         std::thread::scope(|s| {
             for t in 0..6 {
-                let log = Arc::clone(&log);
+                let log = &log;
                 s.spawn(move || {
                     for i in 0..20 {
-                        let ticket = log.append(&event(t * 100 + i));
-                        log.commit(ticket).unwrap();
+                        log.write(&call(t * 100 + i)).unwrap();
                     }
                 });
             }
         });
         let back = read_event_log(&path).unwrap();
-        assert_eq!(back.events.len(), 120);
-        assert_eq!(back.torn_bytes, 0);
+        assert_eq!(
+            (back.events.len(), back.calls, back.torn_bytes),
+            (240, 120, 0)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
-    fn torn_tail_is_dropped_and_corruption_is_an_error() {
-        let dir = crate::engine::model_dir::tests::temp_dir("log-torn");
+    fn one_writer_a_torn_tail_cut_only_by_it_and_model_markers() {
+        let dir = crate::engine::model_dir::tests::temp_dir("log-writer");
         let path = dir.join("events.log");
-        {
-            let (log, _) = EventLog::open(&path).unwrap();
-            for i in 0..3 {
-                let t = log.append(&event(i));
-                log.commit(t).unwrap();
-            }
+        let (log, _) = EventLog::open(&path, Some("model-a")).unwrap();
+        for i in 0..3 {
+            log.write(&call(i)).unwrap();
         }
+        assert!(matches!(
+            EventLog::open(&path, None),
+            Err(Error::EventLogLocked { .. })
+        ));
+        drop(log);
         let full = std::fs::read(&path).unwrap();
-        for cut in 1..40 {
-            std::fs::write(&path, &full[..full.len() - cut]).unwrap();
-            let (log, contents) = EventLog::open(&path).unwrap();
-            assert_eq!(contents.events, vec![event(0), event(1)], "cut {cut}");
-            assert!(contents.torn_bytes > 0);
-            assert_eq!(log.records(), 2);
-            // The file was truncated to the intact prefix.
-            assert_eq!(std::fs::metadata(&path).unwrap().len(), contents.valid_len);
-        }
-        // A flipped byte inside the middle record, with data after it: corruption.
-        let mut bad = full.clone();
-        bad[MAGIC.len() + 8 + 3 + (full.len() - MAGIC.len()) / 3] ^= 1;
-        std::fs::write(&path, &bad).unwrap();
-        let err = read_event_log(&path).unwrap_err().to_string();
-        assert!(err.contains("checksum mismatch"), "{err}");
-        std::fs::write(&path, b"garbage!garbage").unwrap();
-        assert!(read_event_log(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("bad magic"));
+        std::fs::write(&path, &full[..full.len() - 5]).unwrap();
+        // A reader reports the torn tail and leaves the file alone.
+        let seen = read_event_log(&path).unwrap();
+        assert_eq!(
+            (seen.events.len(), seen.model.as_deref()),
+            (4, Some("model-a"))
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            full.len() as u64 - 5
+        );
+        // The writer cuts it; the same model adds no marker, another one does.
+        let (log, contents) = EventLog::open(&path, Some("model-a")).unwrap();
+        assert_eq!(
+            contents.torn_bytes,
+            full.len() as u64 - 5 - contents.valid_len
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), contents.valid_len);
+        drop(log);
+        let (_log, contents) = EventLog::open(&path, Some("model-b")).unwrap();
+        assert_eq!(contents.model.as_deref(), Some("model-a"));
+        assert_eq!(
+            read_event_log(&path).unwrap().model.as_deref(),
+            Some("model-b")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
