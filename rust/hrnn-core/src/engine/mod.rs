@@ -3,6 +3,7 @@
 //!
 //! One concept per file:
 //! - `model_dir`: reads and validates `model.json` + `model.safetensors` into a [`Model`];
+//! - `model_files`: opens those two files without trusting them (regular files, size caps);
 //! - `model`: the immutable weights, in the layouts the kernels want;
 //! - `kernels`: runtime CPU-feature dispatch and the portable, SIMD-friendly inner loops;
 //! - `kernels_x86`: the AVX2 + FMA scoring loop (`std::arch` intrinsics);
@@ -23,6 +24,7 @@ pub mod kernels;
 mod kernels_x86;
 pub mod model;
 pub mod model_dir;
+pub mod model_files;
 pub mod recommender;
 pub mod seen;
 pub mod state;
