@@ -4,7 +4,7 @@
 //! `Error::ModelFormat` naming the file and the tensor or field, never a panic: JSON types and
 //! ranges, id lists (distinct strings), every tensor's presence, dtype and shape (`N`, `K`, `U`
 //! come from the id lists of `model.json`, `H` from `hyperparameters.hidden_dimension`), finite
-//! weights, CSR offsets, item indices and popularity counts. The files are opened by
+//! weights whose every pre-activation and logit is bounded ([`weight_bounds`]), CSR offsets, item indices and popularity counts. The files are opened by
 //! [`model_files`] (regular files only, sizes checked before reading); the safetensors header
 //! itself (offsets, sizes, overlap) is checked by the `safetensors` crate.
 
@@ -19,6 +19,7 @@ use super::kernels::Isa;
 use super::model::{CellWeights, ItemTable, Model, StoredUsers};
 use super::model_files;
 use super::seen::StoredSeen;
+use super::weight_bounds;
 use crate::error::{Error, Result};
 
 /// The `format` field of every model directory.
@@ -284,6 +285,20 @@ fn build(meta: Metadata, bytes: &[u8], file: &str) -> Result<Model> {
         ));
     }
     let state = reader.f32("users.state", &[u, h], "[U, H]")?;
+    weight_bounds::check(
+        &weight_bounds::Weights {
+            hidden: h,
+            item_embedding: &item_embedding,
+            event_type_embedding: &event_type_embedding,
+            state: &state,
+            discount: (&discount_weight, &discount_bias),
+            input: (&weight_ih, &bias_ih),
+            recurrent: (&weight_hh, &bias_hh),
+            readout: (&readout_weight, &readout_bias),
+            output: (&output_weight, &output_bias),
+        },
+        file,
+    )?;
     let last_timestamp = reader.i64("users.last_timestamp", &[u], "[U]")?;
     let offsets = reader.i64("users.history_offsets", &[u + 1], "[U+1]")?;
     let history_items_raw = reader.i32_vector("users.history_items", "R")?;
