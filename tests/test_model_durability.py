@@ -1,8 +1,10 @@
-"""Model files survive faults (docs/format.md, "Durability"): special files and implausible sizes
-are refused without reading them; weights that could overflow f32 are refused."""
+"""Model files survive faults (docs/format.md, "Durability"): a save killed at any step leaves the
+old or the new model; killed saves leave nothing behind after the next one; special files and
+implausible sizes are refused without reading them; weights that could overflow f32 are refused."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +18,102 @@ import hrnn
 from hrnn import model_format as fmt
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="fork, FIFOs and /dev/zero are POSIX")
+
+# Kills a forked child at its n-th file-system step of a save (each audit event below is one step:
+# a file or directory opened, created, renamed, exchanged through ctypes, locked, removed), for
+# n = 1, 2, … until a save completes; after each kill the directory must load, as the old model or
+# the new one. Then one more save must leave nothing but the model directory.
+CRASH_EVERY_STEP = r"""
+import json, os, signal, sys
+from pathlib import Path
+import hrnn
+from hrnn import model_format as fmt
+from safetensors.numpy import save  # imported before forking: no import inside the killed save
+
+STEPS = {"open", "os.rename", "os.replace", "os.mkdir", "os.rmdir", "os.remove", "os.unlink",
+         "shutil.rmtree", "ctypes.call_function", "fcntl.flock", "os.scandir", "os.listdir"}
+root = Path(sys.argv[1])
+target = root / "model"
+model = fmt.random_model(30, 4, num_users=2)
+versions = {v: {**model.meta, "hrnn_version": v} for v in "AB"}
+fmt.write_model_dir(target, model.tensors, versions["A"])
+runs = []
+for n in range(1, 300):
+    before = runs[-1]["after"] if runs else "A"
+    if before not in versions:
+        break
+    writing = "B" if before == "A" else "A"
+    pid = os.fork()
+    if pid == 0:
+        steps = 0
+        def hook(event, args):
+            global steps
+            if event in STEPS:
+                steps += 1
+                if steps == n:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        sys.addaudithook(hook)
+        fmt.write_model_dir(target, model.tensors, versions[writing])
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    try:
+        after = fmt.read_model_dir(target).meta["hrnn_version"]
+        hrnn.Recommender.load(target)
+    except Exception as e:
+        after = f"{type(e).__name__}: {e}"
+    runs.append({"step": n, "killed": os.WIFSIGNALED(status), "before": before, "writing": writing,
+                 "after": after, "entries": len(os.listdir(root))})
+    if not os.WIFSIGNALED(status):
+        break
+fmt.write_model_dir(target, model.tensors, versions["A"])
+print(json.dumps({"runs": runs, "left_after_a_save": sorted(os.listdir(root))}))
+"""
+
+
+@posix_only
+def test_a_save_killed_at_any_step_leaves_the_old_or_the_new_model(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CRASH_EVERY_STEP, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    runs = report["runs"]
+    for run in runs:
+        assert run["after"] in (run["before"], run["writing"]), run
+    assert not runs[-1]["killed"], "no save completed within 300 steps"
+    outcomes = {run["after"] == run["writing"] for run in runs if run["killed"]}
+    assert outcomes == {False, True}, "kills both before and after the swap"
+    assert max(run["entries"] for run in runs) > 1, "kills left temporaries for the next save to remove"
+    assert report["left_after_a_save"] == ["model"]
+
+
+def test_only_provably_stale_temporaries_are_removed(tmp_path: Path) -> None:
+    model = fmt.random_model(10, 4)
+    target = tmp_path / "model"
+    fmt.write_model_dir(target, model.tensors, model.meta)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead = int(finished.stdout)
+    stale = tmp_path / f".model.tmp-{dead}-0123456789ab"
+    live = tmp_path / f".model.tmp-{os.getpid()}-0123456789ab"  # a save in progress here
+    other = tmp_path / ".model.backup"
+    for path in (stale, live, other):
+        path.mkdir()
+        (path / "x").write_bytes(b"x")
+    fmt.write_model_dir(target, model.tensors, model.meta)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", live.name, other.name])
+
+
+def test_a_save_through_a_symlink_replaces_the_directory_it_names(tmp_path: Path) -> None:
+    model = fmt.random_model(10, 4)
+    fmt.write_model_dir(tmp_path / "v1", model.tensors, model.meta)
+    (tmp_path / "current").symlink_to("v1")
+    fmt.write_model_dir(tmp_path / "current", model.tensors, {**model.meta, "hrnn_version": "new"})
+    assert (tmp_path / "current").is_symlink()
+    assert fmt.read_model_dir(tmp_path / "v1").meta["hrnn_version"] == "new"
+
 
 LOAD_ALL_WAYS = r"""
 import sys

@@ -42,8 +42,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +50,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hrnn.atomic_dir import replace_directory
 from hrnn.exceptions import ModelFormatError
 from hrnn.model_files import read_metadata_bytes, read_tensor_bytes
 
@@ -400,18 +399,6 @@ def seen_entries(
     return offsets, items.astype(np.int32), types.astype(np.int32)
 
 
-def _fsync_dir(path: Path) -> None:
-    # Directory fsync makes the rename durable; some platforms (Windows) cannot open directories.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_file(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
@@ -424,8 +411,10 @@ def write_model_dir(
 ) -> Path:
     """Writes a model directory atomically after validating it against the contract.
 
-    The files go into a temporary sibling directory, are fsynced, and the directory is renamed to
-    ``path``; an existing directory at ``path`` is replaced only once the new one is complete.
+    The files go into a temporary sibling directory and are fsynced; the sibling then takes the
+    place of ``path`` in one atomic exchange (:mod:`hrnn.atomic_dir`), so a crash at any instant
+    leaves the old complete model or the new one at ``path``. Temporaries left by killed saves are
+    removed. A symlink at ``path`` is followed: the directory it names is replaced.
 
     Args:
         path: the model directory to create or replace.
@@ -442,6 +431,9 @@ def write_model_dir(
     from safetensors.numpy import save
 
     target = Path(path)
+    if target.is_symlink():
+        # replace the directory the link names, not the link (a `current -> v3` layout stays one)
+        target = Path(os.path.realpath(target))
     where = f"{target}"
     _validate_meta(meta, where + "/" + METADATA_FILE)
     _validate_tensors(tensors, meta, where + "/" + TENSORS_FILE)
@@ -452,26 +444,14 @@ def write_model_dir(
         raise NotADirectoryError(f"{target}: exists and is not a directory")
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:12]
-    tmp = target.parent / f".{target.name}.tmp-{tag}"
-    old = target.parent / f".{target.name}.old-{tag}"
-    tmp.mkdir()
-    try:
-        arrays = {name: np.ascontiguousarray(tensors[name]) for name in tensor_names(meta["format_version"])}
+    arrays = {name: np.ascontiguousarray(tensors[name]) for name in tensor_names(meta["format_version"])}
+
+    def fill(tmp: Path) -> None:
         _write_file(tmp / TENSORS_FILE, save(arrays, metadata={"format": FORMAT_NAME}))
         text = json.dumps(meta, indent=1, ensure_ascii=False, allow_nan=False)
         _write_file(tmp / METADATA_FILE, text.encode("utf-8"))
-        _fsync_dir(tmp)
-        if target.exists():
-            os.rename(target, old)
-        os.rename(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not target.exists():
-            os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+
+    replace_directory(target, fill)
     logger.info("wrote model directory %s", target)
     return target
 
