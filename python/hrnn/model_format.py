@@ -42,8 +42,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +50,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hrnn.atomic_dir import replace_directory
 from hrnn.exceptions import ModelFormatError
+from hrnn.model_files import read_metadata_bytes, read_tensor_bytes
 
 __all__ = [
     "DISCOUNT_BIAS",
@@ -67,6 +67,7 @@ __all__ = [
     "HISTORY_LIMIT",
     "ITEMS_POPULARITY",
     "ITEM_EMBEDDING",
+    "MAX_ACTIVATION",
     "METADATA_FILE",
     "OUTPUT_BIAS",
     "OUTPUT_WEIGHT",
@@ -96,6 +97,11 @@ METADATA_FILE = "model.json"
 TENSORS_FILE = "model.safetensors"
 #: Most recent items stored per training user.
 HISTORY_LIMIT = 100
+#: Largest magnitude any pre-activation or logit may reach in the worst case (see
+#: ``_check_activation_bounds``; rust/hrnn-core/src/engine/weight_bounds.rs has the same bound).
+MAX_ACTIVATION = 1e18
+# Upper bound of the time feature c = ln(1 + Δ/60) for any gap below 2⁶⁴ seconds.
+_MAX_TIME_FEATURE = 41.0
 
 ITEM_EMBEDDING = "item_embedding"
 EVENT_TYPE_EMBEDDING = "event_type_embedding"
@@ -262,6 +268,7 @@ def _validate_tensors(tensors: Mapping[str, npt.NDArray[Any]], meta: Mapping[str
             )
         if dtype == np.float32 and not np.all(np.isfinite(array)):
             raise ModelFormatError(f"{where}: tensor {name}: contains non-finite values")
+    _check_activation_bounds(tensors, where)
     n = dims["N"]
     offsets = tensors[USERS_HISTORY_OFFSETS]
     if offsets[0] != 0 or offsets[-1] != dims["R"] or np.any(np.diff(offsets) < 0):
@@ -280,6 +287,65 @@ def _validate_tensors(tensors: Mapping[str, npt.NDArray[Any]], meta: Mapping[str
         raise ModelFormatError(f"{where}: tensor {ITEMS_POPULARITY}: counts must be ≥ 0")
     if USERS_SEEN_OFFSETS in names:
         _validate_seen(tensors, dims, where)
+
+
+def _check_activation_bounds(tensors: Mapping[str, npt.NDArray[Any]], where: str) -> None:
+    """Refuses finite weights that can still overflow f32 (a row of 3e38 makes every logit inf).
+
+    Every activation of docs/model.md is bounded: the state by ``max(1, |users.state|)`` (each step
+    is a convex combination of ``tanh`` and the gated old state), the readout ``o = σ(..) ⊙ h``
+    likewise, the cell input by ``max|E[:, c]| + max|K[:, c]|`` and the time features by
+    ``c ≤ 41``, ``s ≤ 1``. So row ``r`` of ``W v + b`` is at most ``|b_r| + Σ_c |W[r, c]| max|v_c|``,
+    which must not exceed :data:`MAX_ACTIVATION`.
+    """
+
+    def column_max(name: str) -> npt.NDArray[np.float64]:
+        array = tensors[name]
+        return np.abs(array).max(axis=0, initial=0.0).astype(np.float64)
+
+    state = max(1.0, float(np.abs(tensors[USERS_STATE]).max(initial=0.0)))
+    x = column_max(ITEM_EMBEDDING) + column_max(EVENT_TYPE_EMBEDDING)
+    if x.size and x.max() > MAX_ACTIVATION:
+        c = int(np.argmax(x))
+        raise ModelFormatError(
+            f"{where}: tensor {ITEM_EMBEDDING}: column {c}: |item_embedding| + |event_type_embedding| "
+            f"reaches {x[c]:.3e}; expected at most {MAX_ACTIVATION:.0e} (so f32 arithmetic cannot overflow)"
+        )
+    cell_input = np.concatenate([x, [_MAX_TIME_FEATURE, 1.0]])
+    h = x.size
+    cell = "u = [item_embedding + event_type_embedding; c ≤ 41; s ≤ 1]"
+    hidden = "the state, |h| ≤ max(1, |users.state|)"
+    readout = "o = σ(..) ⊙ h, |o| ≤ max(1, |users.state|)"
+    time = np.array([_MAX_TIME_FEATURE, 1.0])
+    layers = [
+        (DISCOUNT_WEIGHT, DISCOUNT_BIAS, cell_input, "pre-activation", cell),
+        (GRU_WEIGHT_IH, GRU_BIAS_IH, cell_input, "pre-activation", cell),
+        (GRU_WEIGHT_HH, GRU_BIAS_HH, np.full(h, state), "pre-activation", hidden),
+        (READOUT_WEIGHT, READOUT_BIAS, time, "pre-activation", "τ_q = [c ≤ 41; s ≤ 1]"),
+        (OUTPUT_WEIGHT, OUTPUT_BIAS, np.full(h, state), "logit", readout),
+    ]
+    for weight_name, bias_name, bound, output, source in layers:
+        weight, bias = tensors[weight_name], tensors[bias_name]
+        for start in range(0, weight.shape[0], 1 << 16):  # row blocks: a float64 copy of a block only
+            block = np.abs(weight[start : start + (1 << 16)].astype(np.float64)) * bound
+            weighted = block.sum(axis=1)
+            total = weighted + np.abs(bias[start : start + block.shape[0]].astype(np.float64))
+            over = np.flatnonzero(total > MAX_ACTIVATION)
+            if not over.size:
+                continue
+            i = int(over[0])
+            r = start + i
+            if abs(float(bias[r])) >= weighted[i]:
+                tensor, index, value, times = bias_name, r, float(bias[r]), ""
+            else:
+                c = int(np.argmax(block[i]))
+                tensor, index, value = weight_name, r * weight.shape[1] + c, float(weight[r, c])
+                times = f", times an input of up to {bound[c]:.3e} ({source}),"
+            raise ModelFormatError(
+                f"{where}: tensor {tensor}: value {value:g} at flat index {index}{times} lets row {r}'s "
+                f"{output} reach ±{total[i]:.3e}; expected at most ±{MAX_ACTIVATION:.0e} so f32 arithmetic "
+                "cannot overflow"
+            )
 
 
 def _validate_seen(tensors: Mapping[str, npt.NDArray[Any]], dims: Mapping[str, int], where: str) -> None:
@@ -333,18 +399,6 @@ def seen_entries(
     return offsets, items.astype(np.int32), types.astype(np.int32)
 
 
-def _fsync_dir(path: Path) -> None:
-    # Directory fsync makes the rename durable; some platforms (Windows) cannot open directories.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_file(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
@@ -357,8 +411,10 @@ def write_model_dir(
 ) -> Path:
     """Writes a model directory atomically after validating it against the contract.
 
-    The files go into a temporary sibling directory, are fsynced, and the directory is renamed to
-    ``path``; an existing directory at ``path`` is replaced only once the new one is complete.
+    The files go into a temporary sibling directory and are fsynced; the sibling then takes the
+    place of ``path`` in one atomic exchange (:mod:`hrnn.atomic_dir`), so a crash at any instant
+    leaves the old complete model or the new one at ``path``. Temporaries left by killed saves are
+    removed. A symlink at ``path`` is followed: the directory it names is replaced.
 
     Args:
         path: the model directory to create or replace.
@@ -375,6 +431,9 @@ def write_model_dir(
     from safetensors.numpy import save
 
     target = Path(path)
+    if target.is_symlink():
+        # replace the directory the link names, not the link (a `current -> v3` layout stays one)
+        target = Path(os.path.realpath(target))
     where = f"{target}"
     _validate_meta(meta, where + "/" + METADATA_FILE)
     _validate_tensors(tensors, meta, where + "/" + TENSORS_FILE)
@@ -385,26 +444,14 @@ def write_model_dir(
         raise NotADirectoryError(f"{target}: exists and is not a directory")
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:12]
-    tmp = target.parent / f".{target.name}.tmp-{tag}"
-    old = target.parent / f".{target.name}.old-{tag}"
-    tmp.mkdir()
-    try:
-        arrays = {name: np.ascontiguousarray(tensors[name]) for name in tensor_names(meta["format_version"])}
+    arrays = {name: np.ascontiguousarray(tensors[name]) for name in tensor_names(meta["format_version"])}
+
+    def fill(tmp: Path) -> None:
         _write_file(tmp / TENSORS_FILE, save(arrays, metadata={"format": FORMAT_NAME}))
         text = json.dumps(meta, indent=1, ensure_ascii=False, allow_nan=False)
         _write_file(tmp / METADATA_FILE, text.encode("utf-8"))
-        _fsync_dir(tmp)
-        if target.exists():
-            os.rename(target, old)
-        os.rename(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not target.exists():
-            os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+
+    replace_directory(target, fill)
     logger.info("wrote model directory %s", target)
     return target
 
@@ -420,25 +467,24 @@ def read_model_dir(path: str | os.PathLike[str]) -> ModelDir:
 
     Raises:
         FileNotFoundError: the directory or one of its files is missing.
-        ModelFormatError: a file that does not match docs/format.md (names the file and tensor/field).
+        ModelFormatError: a file that does not match docs/format.md (names the file and tensor/field),
+            or that is not a regular file, or whose size is implausible (checked before reading).
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
     root = Path(path)
     meta_path, tensors_path = root / METADATA_FILE, root / TENSORS_FILE
-    for file in (meta_path, tensors_path):
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: missing (not a model directory written by hrnn?)")
+    meta_bytes = read_metadata_bytes(meta_path)
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(meta_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFormatError(f"{meta_path}: not valid UTF-8 JSON ({e})") from e
     if not isinstance(meta, dict):
         raise ModelFormatError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")
     _validate_meta(meta, str(meta_path))
     try:
-        tensors = load(tensors_path.read_bytes())
+        tensors = load(read_tensor_bytes(tensors_path))
     except SafetensorError as e:
         raise ModelFormatError(f"{tensors_path}: not a valid safetensors file ({e})") from e
     _validate_tensors(tensors, meta, str(tensors_path))

@@ -121,7 +121,8 @@ class TrainedModel:
 
     # ----- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Writes the model directory (docs/format.md) atomically.
+        """Writes the model directory (docs/format.md) atomically: a crash at any instant leaves the
+        old complete model or the new one at ``path`` (docs/format.md, "Durability").
 
         Args:
             path: the directory to create or replace.

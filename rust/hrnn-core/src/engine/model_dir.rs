@@ -4,8 +4,9 @@
 //! `Error::ModelFormat` naming the file and the tensor or field, never a panic: JSON types and
 //! ranges, id lists (distinct strings), every tensor's presence, dtype and shape (`N`, `K`, `U`
 //! come from the id lists of `model.json`, `H` from `hyperparameters.hidden_dimension`), finite
-//! weights, CSR offsets, item indices and popularity counts. The safetensors header itself
-//! (offsets, sizes, overlap) is checked by the `safetensors` crate.
+//! weights whose every pre-activation and logit is bounded ([`weight_bounds`]), CSR offsets, item indices and popularity counts. The files are opened by
+//! [`model_files`] (regular files only, sizes checked before reading); the safetensors header
+//! itself (offsets, sizes, overlap) is checked by the `safetensors` crate.
 
 use std::path::Path;
 
@@ -16,7 +17,9 @@ use serde_json::{Map, Value};
 use super::blocks::CellBlock;
 use super::kernels::Isa;
 use super::model::{CellWeights, ItemTable, Model, StoredUsers};
+use super::model_files;
 use super::seen::StoredSeen;
+use super::weight_bounds;
 use crate::error::{Error, Result};
 
 /// The `format` field of every model directory.
@@ -35,9 +38,9 @@ const MAX_HIDDEN: i64 = 1 << 16;
 pub fn load_model(dir: &Path) -> Result<Model> {
     let meta_path = dir.join(METADATA_FILE);
     let tensors_path = dir.join(TENSORS_FILE);
-    let meta_bytes = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+    let meta_bytes = model_files::read_metadata(&meta_path)?;
     let meta = Metadata::parse(&meta_bytes, &meta_path.display().to_string())?;
-    let bytes = std::fs::read(&tensors_path).map_err(|e| Error::io(&tensors_path, e))?;
+    let bytes = model_files::read_tensors(&tensors_path)?;
     build(meta, &bytes, &tensors_path.display().to_string())
 }
 
@@ -282,6 +285,20 @@ fn build(meta: Metadata, bytes: &[u8], file: &str) -> Result<Model> {
         ));
     }
     let state = reader.f32("users.state", &[u, h], "[U, H]")?;
+    weight_bounds::check(
+        &weight_bounds::Weights {
+            hidden: h,
+            item_embedding: &item_embedding,
+            event_type_embedding: &event_type_embedding,
+            state: &state,
+            discount: (&discount_weight, &discount_bias),
+            input: (&weight_ih, &bias_ih),
+            recurrent: (&weight_hh, &bias_hh),
+            readout: (&readout_weight, &readout_bias),
+            output: (&output_weight, &output_bias),
+        },
+        file,
+    )?;
     let last_timestamp = reader.i64("users.last_timestamp", &[u], "[U]")?;
     let offsets = reader.i64("users.history_offsets", &[u + 1], "[U+1]")?;
     let history_items_raw = reader.i32_vector("users.history_items", "R")?;
