@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,42 @@ def test_every_command_has_help_with_defaults(command):
     if command == "train":
         assert "[32, 256]" in out and "[2, 32]" in out
         assert "--no-recency-mask" in out and "--perform-hpo" in out and "--config" in out
+
+
+def one_line(text: str) -> str:
+    """Help text with argparse's wrapping undone."""
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_states_each_default_once_and_never_none(command):
+    out = one_line(hrnn_cli(command, "--help").stdout)
+    assert "(default: None)" not in out and "(default: False)" not in out
+    assert not re.search(r"\(default[^)]*\) \(default", out)  # e.g. "(default 43) (default: None)"
+
+
+def test_train_help_states_the_rules_behind_automatic_defaults():
+    out = one_line(hrnn_cli("train", "--help").stdout)
+    assert "[32, 256] (default: 43)" in out and "[2, 32] (default: 32)" in out
+    assert "maximum epochs (default: chosen from the data's shape" in out
+    assert "(default: chosen from the data's size, clamp(min(E / 1000, E / L), 16, 256)" in out
+    assert "Adam learning rate (default: chosen from the batch size" in out
+    assert out.count("see docs/training.md") == 3
+
+
+def test_recommend_help_describes_every_argument():
+    out = one_line(hrnn_cli("recommend", "--help").stdout)
+    assert "model_dir model directory written by `hrnn train`" in out
+    assert "--user-id USER_ID the USER_ID to recommend items for" in out
+
+
+def test_debug_and_quiet_work_after_the_command_too(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("USER_ID,ITEM_ID,TIMESTAMP\nu,a,soon\n")
+    after = hrnn_cli("inspect", str(bad), "--debug", check=False)
+    assert after.returncode == 1 and "Traceback" in after.stderr
+    quiet = hrnn_cli("inspect", str(write_demo_csv(tmp_path / "demo.csv")), "--quiet")
+    assert "rows 14,432" in quiet.stdout
 
 
 def test_python_dash_m_works():

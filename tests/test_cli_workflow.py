@@ -46,6 +46,13 @@ def test_recommend_prints_personalize_response(model_dir):
     assert len(text.strip().splitlines()) == 3  # unknown users get the popularity list
 
 
+def test_recommend_accepts_quiet_after_the_command(model_dir):
+    quiet = hrnn_cli("recommend", str(model_dir), "--user-id", "user-3", "--json", "--quiet")
+    loud = hrnn_cli("--quiet", "recommend", str(model_dir), "--user-id", "user-3", "--json")
+    assert json.loads(quiet.stdout)["itemList"] == json.loads(loud.stdout)["itemList"]
+    assert quiet.stderr == ""
+
+
 def test_recommend_rejects_bad_num_results(model_dir):
     result = hrnn_cli("recommend", str(model_dir), "--user-id", "user-3", "--num-results", "501", check=False)
     assert result.returncode == 1 and "num_results" in result.stderr and "Traceback" not in result.stderr
