@@ -174,3 +174,40 @@ def test_solution_config_errors_name_the_field(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match=r"broken\.json: line 1: invalid JSON"):
         load_solution_config(path)
+
+
+def test_solution_config_rejects_misspelt_and_unknown_keys(caplog):
+    with pytest.raises(
+        ValueError,
+        match=r"solution config: unknown key 'featureTransformationHyperParameters' "
+        r"\(did you mean 'featureTransformationParameters'\?\)",
+    ):
+        parse_solution_config({"featureTransformationHyperParameters": {"bptt": "8"}})
+    with pytest.raises(ValueError, match=r"solutionConfig: unknown key 'algorithmHyperParameter' \(did you"):
+        parse_solution_config({"solutionConfig": {"algorithmHyperParameter": {"bptt": "8"}}})
+    with pytest.raises(
+        ValueError, match=r"solution config: unknown key 'performHpo' \(did you mean 'performHPO'"
+    ):
+        parse_solution_config({"performHpo": "true", "solutionConfig": {}})
+    with pytest.raises(ValueError, match=r"hpoResourceConfig: unknown key 'maxNumberOfTrainingJob'"):
+        parse_solution_config({"hpoConfig": {"hpoResourceConfig": {"maxNumberOfTrainingJob": "3"}}})
+    ranges = {"integerHyperParameterRanges": [{"name": "hidden_dim", "minValue": 32, "maxValue": 64}]}
+    with pytest.raises(ValueError, match=r"integerHyperParameterRanges: unknown hyperparameter 'hidden_dim'"):
+        parse_solution_config({"hpoConfig": {"algorithmHyperParameterRanges": ranges}})
+    request = {"name": "s", "recipeArn": "arn:aws:personalize:::recipe/aws-hrnn", "solutionConfig": {}}
+    with caplog.at_level("WARNING", logger="hrnn.solution_config"):
+        assert parse_solution_config(request).train_kwargs == {}
+    assert "ignoring name, recipeArn" in caplog.text
+
+
+def test_cli_rejects_flags_it_would_ignore(tmp_path):
+    csv = write_demo_csv(tmp_path / "demo.csv")
+    hpo = hrnn_cli("evaluate", str(csv), "--perform-hpo", check=False)
+    assert hpo.returncode == 1 and "evaluate does not tune" in hpo.stderr
+    trials = hrnn_cli("train", str(csv), "--out", str(tmp_path / "m"), "--max-trials", "3", check=False)
+    assert trials.returncode == 1 and "--max-trials needs --perform-hpo" in trials.stderr
+    config = tmp_path / "solution.json"
+    config.write_text(json.dumps({"featureTransformationHyperParameters": {}}))
+    typo = hrnn_cli("train", str(csv), "--out", str(tmp_path / "m"), "--config", str(config), check=False)
+    assert typo.returncode == 1 and "unknown key 'featureTransformationHyperParameters'" in typo.stderr
+    assert not (tmp_path / "m").exists()

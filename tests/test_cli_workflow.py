@@ -134,6 +134,17 @@ def test_train_accepts_a_personalize_solution_config(tmp_path):
     assert result.returncode == 1 and "hidden_dimension" in result.stderr
 
 
+def test_epochs_flag_is_held_fixed_under_perform_hpo(tmp_path):
+    pytest.importorskip("optuna")
+    csv = write_demo_csv(tmp_path / "demo.csv")
+    args = ["--out", str(tmp_path / "m"), "--epochs", "1", "--hidden-dimension", "32", "--perform-hpo"]
+    result = hrnn_cli("train", str(csv), *args, "--max-trials", "1")
+    assert "not searching epochs=1, hidden_dimension=32 (given)" in result.stderr
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["hyperparameters"]["hidden_dimension"] == 32
+    assert re.search(r"trained in [0-9.]+ s: 1 epochs", result.stdout)
+
+
 def test_evaluate_prints_a_json_report(tmp_path):
     csv = write_demo_csv(tmp_path / "demo.csv")
     args = ["--protocol", "holdout-last", "--epochs", "1", "--baselines", "popularity", "--exclude-seen"]
