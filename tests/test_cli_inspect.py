@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,42 @@ def test_every_command_has_help_with_defaults(command):
     if command == "train":
         assert "[32, 256]" in out and "[2, 32]" in out
         assert "--no-recency-mask" in out and "--perform-hpo" in out and "--config" in out
+
+
+def one_line(text: str) -> str:
+    """Help text with argparse's wrapping undone."""
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_states_each_default_once_and_never_none(command):
+    out = one_line(hrnn_cli(command, "--help").stdout)
+    assert "(default: None)" not in out and "(default: False)" not in out
+    assert not re.search(r"\(default[^)]*\) \(default", out)  # e.g. "(default 43) (default: None)"
+
+
+def test_train_help_states_the_rules_behind_automatic_defaults():
+    out = one_line(hrnn_cli("train", "--help").stdout)
+    assert "[32, 256] (default: 43)" in out and "[2, 32] (default: 32)" in out
+    assert "maximum epochs (default: chosen from the data's shape" in out
+    assert "(default: chosen from the data's size, clamp(min(E / 1000, E / L), 16, 256)" in out
+    assert "Adam learning rate (default: chosen from the batch size" in out
+    assert out.count("see docs/training.md") == 3
+
+
+def test_recommend_help_describes_every_argument():
+    out = one_line(hrnn_cli("recommend", "--help").stdout)
+    assert "model_dir model directory written by `hrnn train`" in out
+    assert "--user-id USER_ID the USER_ID to recommend items for" in out
+
+
+def test_debug_and_quiet_work_after_the_command_too(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("USER_ID,ITEM_ID,TIMESTAMP\nu,a,soon\n")
+    after = hrnn_cli("inspect", str(bad), "--debug", check=False)
+    assert after.returncode == 1 and "Traceback" in after.stderr
+    quiet = hrnn_cli("inspect", str(write_demo_csv(tmp_path / "demo.csv")), "--quiet")
+    assert "rows 14,432" in quiet.stdout
 
 
 def test_python_dash_m_works():
@@ -137,3 +174,40 @@ def test_solution_config_errors_name_the_field(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match=r"broken\.json: line 1: invalid JSON"):
         load_solution_config(path)
+
+
+def test_solution_config_rejects_misspelt_and_unknown_keys(caplog):
+    with pytest.raises(
+        ValueError,
+        match=r"solution config: unknown key 'featureTransformationHyperParameters' "
+        r"\(did you mean 'featureTransformationParameters'\?\)",
+    ):
+        parse_solution_config({"featureTransformationHyperParameters": {"bptt": "8"}})
+    with pytest.raises(ValueError, match=r"solutionConfig: unknown key 'algorithmHyperParameter' \(did you"):
+        parse_solution_config({"solutionConfig": {"algorithmHyperParameter": {"bptt": "8"}}})
+    with pytest.raises(
+        ValueError, match=r"solution config: unknown key 'performHpo' \(did you mean 'performHPO'"
+    ):
+        parse_solution_config({"performHpo": "true", "solutionConfig": {}})
+    with pytest.raises(ValueError, match=r"hpoResourceConfig: unknown key 'maxNumberOfTrainingJob'"):
+        parse_solution_config({"hpoConfig": {"hpoResourceConfig": {"maxNumberOfTrainingJob": "3"}}})
+    ranges = {"integerHyperParameterRanges": [{"name": "hidden_dim", "minValue": 32, "maxValue": 64}]}
+    with pytest.raises(ValueError, match=r"integerHyperParameterRanges: unknown hyperparameter 'hidden_dim'"):
+        parse_solution_config({"hpoConfig": {"algorithmHyperParameterRanges": ranges}})
+    request = {"name": "s", "recipeArn": "arn:aws:personalize:::recipe/aws-hrnn", "solutionConfig": {}}
+    with caplog.at_level("WARNING", logger="hrnn.solution_config"):
+        assert parse_solution_config(request).train_kwargs == {}
+    assert "ignoring name, recipeArn" in caplog.text
+
+
+def test_cli_rejects_flags_it_would_ignore(tmp_path):
+    csv = write_demo_csv(tmp_path / "demo.csv")
+    hpo = hrnn_cli("evaluate", str(csv), "--perform-hpo", check=False)
+    assert hpo.returncode == 1 and "evaluate does not tune" in hpo.stderr
+    trials = hrnn_cli("train", str(csv), "--out", str(tmp_path / "m"), "--max-trials", "3", check=False)
+    assert trials.returncode == 1 and "--max-trials needs --perform-hpo" in trials.stderr
+    config = tmp_path / "solution.json"
+    config.write_text(json.dumps({"featureTransformationHyperParameters": {}}))
+    typo = hrnn_cli("train", str(csv), "--out", str(tmp_path / "m"), "--config", str(config), check=False)
+    assert typo.returncode == 1 and "unknown key 'featureTransformationHyperParameters'" in typo.stderr
+    assert not (tmp_path / "m").exists()

@@ -50,6 +50,13 @@ def test_recommend_prints_personalize_response(model_dir):
     assert unknown["personalized"] is False
 
 
+def test_recommend_accepts_quiet_after_the_command(model_dir):
+    quiet = hrnn_cli("recommend", str(model_dir), "--user-id", "user-3", "--json", "--quiet")
+    loud = hrnn_cli("--quiet", "recommend", str(model_dir), "--user-id", "user-3", "--json")
+    assert json.loads(quiet.stdout)["itemList"] == json.loads(loud.stdout)["itemList"]
+    assert quiet.stderr == ""
+
+
 def test_recommend_rejects_bad_num_results(model_dir):
     result = hrnn_cli("recommend", str(model_dir), "--user-id", "user-3", "--num-results", "501", check=False)
     assert result.returncode == 1 and "num_results" in result.stderr and "Traceback" not in result.stderr
@@ -153,6 +160,17 @@ def test_train_accepts_a_personalize_solution_config(tmp_path):
     )
     result = hrnn_cli("train", str(csv), "--out", str(tmp_path / "m"), "--config", str(config), check=False)
     assert result.returncode == 1 and "hidden_dimension" in result.stderr
+
+
+def test_epochs_flag_is_held_fixed_under_perform_hpo(tmp_path):
+    pytest.importorskip("optuna")
+    csv = write_demo_csv(tmp_path / "demo.csv")
+    args = ["--out", str(tmp_path / "m"), "--epochs", "1", "--hidden-dimension", "32", "--perform-hpo"]
+    result = hrnn_cli("train", str(csv), *args, "--max-trials", "1")
+    assert "not searching epochs=1, hidden_dimension=32 (given)" in result.stderr
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["hyperparameters"]["hidden_dimension"] == 32
+    assert re.search(r"trained in [0-9.]+ s: 1 epochs", result.stdout)
 
 
 def test_evaluate_prints_a_json_report(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -91,3 +93,48 @@ def test_import_hrnn_does_not_import_torch_or_optuna() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+class Terminal(io.StringIO):
+    """A stderr stand-in that says it is a terminal (tqdm draws its bar only on one)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_on_by_default_yet_writes_no_bar_when_stderr_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="hrnn.evaluation"):
+        hrnn.evaluate(chain_data(), protocol="holdout-last", model=Oracle(), baselines=("popularity",))
+    assert capsys.readouterr().err == ""  # captured stderr is not a TTY: no bar, not even a blank one
+    done = [r.getMessage() for r in caplog.records if " done: " in r.getMessage()]
+    assert [line.split(" done")[0] for line in done] == ["evaluate: oracle", "evaluate: popularity"]
+    assert "MRR@25 1.0000" in done[0]
+
+
+def test_progress_bar_on_a_terminal_and_progress_false_silences_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tqdm")
+    shown = {}
+    for progress in (True, False):
+        terminal = Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        hrnn.evaluate(chain_data(), model=Oracle(), baselines=("popularity",), progress=progress)
+        shown[progress] = terminal.getvalue()
+    assert "evaluate" in shown[True] and "model" in shown[True]
+    assert shown[False] == ""
+
+
+def test_training_inside_evaluate_writes_no_bar_when_stderr_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("torch")
+    report = hrnn.evaluate(
+        chain_data(users=60),
+        protocol="holdout-last",
+        config={"epochs": 1, "hidden_dimension": 32},
+        baselines=(),
+    )
+    assert [r.name for r in report.results] == ["hrnn"]
+    err = capsys.readouterr().err
+    assert "batch/s" not in err and "epoch 1/1" not in err and "\r" not in err

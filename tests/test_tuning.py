@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import builtins
+import logging
 import sys
 
 import numpy as np
 import pytest
 
 import hrnn
-from hrnn.tuning import tune
+from hrnn.tuning import DEFAULT_RANGES, _search_space, tune
 
 pytest.importorskip("torch")
 pytest.importorskip("optuna")
@@ -69,3 +70,21 @@ def test_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_optuna)
     with pytest.raises(ImportError, match=r'pip install "hrnn\[hpo\]"'):
         tune(data, max_trials=1)
+
+
+def test_given_values_are_held_fixed_and_explicit_ranges_say_what_they_replace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fixed = {"epochs": 5, "hidden_dimension": 64, "validation_fraction": 0.0}
+    with caplog.at_level(logging.INFO, logger="hrnn.tuning"):
+        space = _search_space({"hidden_dimension": (32, 48)}, fixed)
+    assert "epochs" not in space and space["hidden_dimension"] == (32, 48)
+    assert set(space) == {"hidden_dimension", "bptt", "recency_mask", "learning_rate"}
+    assert fixed == {"epochs": 5, "validation_fraction": 0.0}  # the searched one no longer fixed
+    assert "not searching epochs=5 (given)" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "tune: hidden_dimension=64 also given a search range; the search replaces the given value"
+    ]
+    with pytest.raises(ValueError, match="nothing left to search"):
+        _search_space({}, {name: 1 for name in DEFAULT_RANGES})

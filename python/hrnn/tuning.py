@@ -133,6 +133,34 @@ def _check_ranges(ranges: Mapping[str, Any]) -> None:
             raise ValueError(f"ranges[{name!r}]: expected a non-empty list of choices")
 
 
+def _search_space(ranges: Mapping[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
+    """The searched parameters: :data:`DEFAULT_RANGES` updated by ``ranges``, less what ``fixed`` holds.
+
+    A value given in ``fixed`` (e.g. ``hrnn train --epochs 5 --perform-hpo``) is held at that value
+    instead of being searched over its default range. Where ``ranges`` names the same parameter
+    explicitly, the search wins and a warning names the fixed value it replaces (it is dropped
+    from ``fixed``), so no setting is overridden without a word.
+    """
+    explicit = set(ranges)
+    space = {**DEFAULT_RANGES, **ranges}
+    held = sorted(name for name in fixed if name in space and name not in explicit)
+    if held:
+        logger.info("tune: not searching %s (given)", ", ".join(f"{n}={fixed[n]!r}" for n in held))
+    for name in held:
+        del space[name]
+    clashes = sorted(name for name in fixed if name in explicit)
+    if clashes:
+        logger.warning(
+            "tune: %s also given a search range; the search replaces the given value",
+            ", ".join(f"{n}={fixed[n]!r}" for n in clashes),
+        )
+    for name in clashes:
+        del fixed[name]
+    if not space:
+        raise ValueError("tune: nothing left to search: every searched parameter is given a fixed value")
+    return space
+
+
 def _num_gpus() -> int:
     try:
         import torch
@@ -168,7 +196,9 @@ def tune(
         ranges: search space replacing :data:`DEFAULT_RANGES` entries: ``(low, high)`` for ints or
             floats (log scale when ``low > 0`` for floats, or spanning ≥ 8× for ints), a list of
             choices, or a fixed value. Keys are :func:`hrnn.train` keyword arguments.
-        fixed: further :func:`hrnn.train` keyword arguments for every trial.
+        fixed: further :func:`hrnn.train` keyword arguments for every trial. A parameter given here
+            is not searched over its default range; one that ``ranges`` also names explicitly is
+            searched, with a logged warning that the given value is replaced.
         protocol: validation split protocol (:data:`hrnn.evaluation.PROTOCOLS`).
         exclude_seen: exclude each query's history from recommendations when scoring.
         train_final: also train the final model on all of ``interactions`` with the best config.
@@ -181,7 +211,8 @@ def tune(
 
     Raises:
         ImportError: optuna is not installed (``pip install "hrnn[hpo]"``).
-        ValueError: an unknown objective, invalid ranges, or ``max_trials``/``parallel_trials`` < 1.
+        ValueError: an unknown objective, invalid ranges, ``max_trials``/``parallel_trials`` < 1, or
+            nothing left to search.
     """
     if objective not in (*PERSONALIZE_METRICS, *NEXT_ITEM_METRICS):
         names = ", ".join((*PERSONALIZE_METRICS, *NEXT_ITEM_METRICS))
@@ -190,14 +221,14 @@ def tune(
         raise ValueError(f"max_trials: expected at least 1, found {max_trials}")
     if parallel_trials < 1:
         raise ValueError(f"parallel_trials: expected at least 1, found {parallel_trials}")
-    space = {**DEFAULT_RANGES, **(ranges or {})}
+    fixed_config = dict(fixed or {})
+    space = _search_space(ranges or {}, fixed_config)
     _check_ranges(space)
     optuna = _require_optuna()
 
     split_options = {"protocol": protocol, "seed": seed, **split_options}
     validation = make_split(interactions, **split_options)  # fail early on bad options
     logger.info("tune: validation split: %s", validation.description)
-    fixed_config = dict(fixed or {})
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     rows: list[dict[str, Any]] = []

@@ -46,7 +46,13 @@ def training_kwargs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     tune = dict(config.tune_kwargs)
     if getattr(args, "max_trials", None) is not None:
         tune["max_trials"] = args.max_trials
-    return kwargs, tune, bool(args.perform_hpo or config.perform_hpo)
+    perform_hpo = bool(args.perform_hpo or config.perform_hpo)
+    if not perform_hpo:
+        if args.max_trials is not None:
+            raise ValueError("--max-trials needs --perform-hpo (or performHPO in --config)")
+        if config.tune_kwargs:
+            logger.warning("--config: ignoring hpoConfig: performHPO is not true and --perform-hpo not given")
+    return kwargs, tune, perform_hpo
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -94,7 +100,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     data = hrnn.Interactions.from_csv(args.interactions)
     test = hrnn.Interactions.from_csv(args.test) if args.test else None
-    kwargs, _, _ = training_kwargs(args)
+    kwargs, _, perform_hpo = training_kwargs(args)
+    if perform_hpo:
+        raise ValueError(
+            "evaluate does not tune: run `hrnn train --perform-hpo` on the training data, then pass "
+            "the chosen settings as flags (--perform-hpo / performHPO would be ignored here)"
+        )
     baselines = tuple(b for b in args.baselines.split(",") if b)
     seed = kwargs.pop("seed")
     kwargs.pop("progress")

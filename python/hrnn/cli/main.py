@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from hrnn import __version__
 
@@ -13,7 +13,22 @@ __all__ = ["build_parser", "main"]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults in --help and keeps descriptions' line breaks."""
+    """Shows defaults in --help and keeps descriptions' line breaks.
+
+    A default is appended only where it says something: not for ``None`` (the help text states the
+    rule instead), not for on/off switches, and not where the help already names its default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.nargs == 0 or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+_DEBUG_HELP = "show tracebacks and debug logs (before or after the command)"
+_QUIET_HELP = "no progress bars or info logs, warnings only (before or after the command)"
+_MODEL_DIR_HELP = "model directory written by `hrnn train` (model.safetensors + model.json)"
 
 
 def _percentile_flags(parser: argparse.ArgumentParser) -> None:
@@ -34,10 +49,10 @@ def _percentile_flags(parser: argparse.ArgumentParser) -> None:
 def _training_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("aws-hrnn hyperparameters")
     group.add_argument(
-        "--hidden-dimension", type=int, default=None, help="hidden state size [32, 256] (default 43)"
+        "--hidden-dimension", type=int, default=None, help="hidden state size [32, 256] (default: 43)"
     )
     group.add_argument(
-        "--bptt", type=int, default=None, help="back-propagation-through-time window [2, 32] (default 32)"
+        "--bptt", type=int, default=None, help="back-propagation-through-time window [2, 32] (default: 32)"
     )
     group.add_argument(
         "--no-recency-mask", dest="recency_mask", action="store_false", default=None,
@@ -45,37 +60,52 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group = parser.add_argument_group("featurization and data selection")
     group.add_argument(
-        "--min-user-history-length-percentile", type=float, default=None, help="[0, 1] (default 0.0)"
+        "--min-user-history-length-percentile", type=float, default=None, help="[0, 1] (default: 0.0)"
     )
     group.add_argument(
-        "--max-user-history-length-percentile", type=float, default=None, help="[0, 1] (default 0.99)"
+        "--max-user-history-length-percentile", type=float, default=None, help="[0, 1] (default: 0.99)"
     )
     group.add_argument("--event-type", default=None, help="train only on this EVENT_TYPE (default: all)")
     group.add_argument(
-        "--event-value-threshold", type=float, default=None, help="keep rows with EVENT_VALUE >= this"
+        "--event-value-threshold",
+        type=float,
+        default=None,
+        help="keep rows with EVENT_VALUE >= this (default: every row)",
     )
     group.add_argument(
-        "--session-timeout", type=int, default=None, help="seconds of inactivity that end a session (1800)"
+        "--session-timeout",
+        type=int,
+        default=None,
+        help="seconds of inactivity that end a session (default: 1800)",
     )
     group = parser.add_argument_group("training")
     group.add_argument(
         "--epochs",
         type=int,
         default=None,
-        help="maximum epochs (default: automatic, 16 on rating-like data, 30 with early stopping else)",
+        help="maximum epochs (default: chosen from the data's shape: 16 on rating-like data, up to 30 "
+        "with early stopping on click-like data; see docs/training.md)",
     )
     group.add_argument(
-        "--batch-size", type=int, default=None, help="users trained in parallel per step (default: automatic)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="users trained in parallel per step (default: chosen from the data's size, "
+        "clamp(min(E / 1000, E / L), 16, 256) for E events and a longest history of L; see docs/training.md)",
     )
     group.add_argument(
-        "--learning-rate", type=float, default=None, help="Adam learning rate (default: automatic)"
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="Adam learning rate (default: chosen from the batch size, 0.01 * sqrt(batch_size / 16) on "
+        "rating-like data, 0.015 * sqrt(batch_size / 16) on click-like data; see docs/training.md)",
     )
     group.add_argument(
         "--threads",
         dest="num_threads",
         type=int,
         default=None,
-        help="threads of torch's own ops during training (automatic: 1 while hrnn's fused CPU "
+        help="threads of torch's own ops during training (default: 1 while hrnn's fused CPU "
         "kernels, which use every core, carry the step)",
     )
     group.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'")
@@ -86,7 +116,12 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--perform-hpo", action="store_true", help="tune hyperparameters with optuna before training"
     )
-    group.add_argument("--max-trials", type=int, default=None, help="HPO trials (default 20)")
+    group.add_argument(
+        "--max-trials",
+        type=int,
+        default=None,
+        help="HPO trials, with --perform-hpo only (default: the config's maxNumberOfTrainingJobs, else 20)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"hrnn {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    parser.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="train on a bundled synthetic log, evaluate, update in real time",
@@ -140,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recommend", help="recommendations for one user (GetRecommendations)",
                        formatter_class=_Formatter)  # fmt: skip
-    p.add_argument("model_dir")
-    p.add_argument("--user-id", required=True)
+    p.add_argument("model_dir", help=_MODEL_DIR_HELP)
+    p.add_argument("--user-id", required=True, help="the USER_ID to recommend items for")
     p.add_argument("--item-id", default=None, help="accepted and ignored, as in aws-hrnn")
     p.add_argument("--num-results", type=int, default=25, help="[1, 500]")
     p.add_argument("--exclude-seen", action="store_true", help="drop items in the user's history")
@@ -150,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("batch-recommend", help="batch inference job: JSON lines in, JSON lines out",
                        formatter_class=_Formatter)  # fmt: skip
-    p.add_argument("model_dir")
+    p.add_argument("model_dir", help=_MODEL_DIR_HELP)
     p.add_argument("--input", required=True, help='JSON lines of {"userId": "..."}')
     p.add_argument("--output", required=True, help="JSON lines written here (atomically)")
     p.add_argument("--num-results", type=int, default=25, help="[1, 500]")
@@ -161,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         "put-events", help="replay PutEvents payloads (camelCase JSON lines) into an event log",
         formatter_class=_Formatter,
     )  # fmt: skip
-    p.add_argument("model_dir")
+    p.add_argument("model_dir", help=_MODEL_DIR_HELP)
     p.add_argument("--event-log", required=True, help="append-only event log (created if missing)")
     p.add_argument("--input", required=True, help="JSON lines, each a PutEvents request")
 
@@ -171,7 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     p.add_argument("event_log", help="the event log (no recommender may hold it open)")
+    _global_flags_after_the_command(sub.choices.values())
     return parser
+
+
+def _global_flags_after_the_command(subparsers: Iterable[argparse.ArgumentParser]) -> None:
+    """Accepts ``--debug`` / ``--quiet`` after the subcommand too (``hrnn recommend ... --quiet``).
+
+    ``SUPPRESS`` leaves the attribute unset unless the flag is given, so the top-level parser's
+    value (given before the subcommand, or False) is not overwritten.
+    """
+    for p in subparsers:
+        group = p.add_argument_group("output")
+        group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+        group.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=_QUIET_HELP)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -154,6 +154,23 @@ class EvaluationReport:
         return "\n".join([title, line(header), *(line(row) for row in rows)])
 
 
+def _stage_bar(total: int, progress: bool) -> Any:
+    """A tqdm bar over the recommenders on stderr, shown only when stderr is a terminal.
+
+    ``None`` when progress is off or tqdm is not installed (it comes with ``hrnn[train]``; the
+    baselines alone need only numpy).
+    """
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    # disable=None: tqdm turns itself off when its file (sys.stderr) is not a TTY, so logs and
+    # captured output never get bar lines
+    return tqdm(total=total, desc="evaluate", unit="model", disable=None, leave=False, dynamic_ncols=True)
+
+
 def _run(model: Any, split: Split, exclude_seen: bool) -> ModelResult:
     started = time.perf_counter()
     model.fit(split.train)
@@ -166,6 +183,18 @@ def _run(model: Any, split: Split, exclude_seen: bool) -> ModelResult:
     if settings is None:
         settings = {k: v for k, v in vars(model).items() if not k.startswith("_") and _is_plain(v)}
     logger.debug("%s: %s", model.name, values)
+    logger.info(
+        "evaluate: %s done: fit %.1f s, %d queries in %.1f s%s",
+        model.name,
+        fit_seconds,
+        split.num_queries,
+        done - fitted,
+        "".join(
+            f", {_SHORT_NAMES[name]} {values[name]:.4f}"
+            for name in ("mean_reciprocal_rank_at_25", "precision_at_5", "recall_at_20")
+            if name in values
+        ),
+    )
     return ModelResult(model.name, values, float(fit_seconds), done - fitted, dict(settings))
 
 
@@ -180,6 +209,7 @@ def evaluate_split(
     baselines: Sequence[str | Baseline] = ("popularity", "sknn"),
     exclude_seen: bool = False,
     seed: int = 0,
+    progress: bool = True,
 ) -> EvaluationReport:
     """Evaluates already-built recommenders on a split (see :func:`evaluate`).
 
@@ -190,12 +220,24 @@ def evaluate_split(
         baselines: baseline names or instances.
         exclude_seen: exclude each query's history from its recommendations (every recommender).
         seed: recorded in the report.
+        progress: a bar over the recommenders on stderr when it is a terminal (one ``logging``
+            INFO line per finished recommender either way); ``False`` for no bar.
 
     Returns:
         The report.
     """
     runs = [*models, *(make_baseline(b) if isinstance(b, str) else b for b in baselines)]
-    results = tuple(_run(m, split, exclude_seen) for m in runs)
+    bar = _stage_bar(len(runs), progress)
+    results_list = []
+    for m in runs:
+        if bar is not None:
+            bar.set_postfix_str(str(getattr(m, "name", "")), refresh=True)
+        results_list.append(_run(m, split, exclude_seen))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    results = tuple(results_list)
     return EvaluationReport(
         protocol=split.protocol,
         split=split.description,
@@ -217,7 +259,7 @@ def evaluate(
     exclude_seen: bool = False,
     test: Interactions | None = None,
     model: Any | None = None,
-    progress: bool = False,
+    progress: bool = True,
     **split_options: Any,
 ) -> EvaluationReport:
     """Splits temporally, trains the HRNN, evaluates it and the baselines on the same queries.
@@ -237,7 +279,9 @@ def evaluate(
         model: evaluate this instead of training an HRNN: an :class:`hrnn.TrainedModel`, or any
             object with ``name``, ``fit`` and ``recommend`` (as the baselines have); ``False`` to
             report only the baselines.
-        progress: show training progress.
+        progress: progress bars on stderr (training's, and one over the recommenders) when stderr
+            is a terminal — never in logs or captured output; ``False`` turns them off. Each
+            finished recommender also logs one ``logging`` INFO line (logger ``hrnn.evaluation.report``).
         **split_options: passed to :func:`hrnn.evaluation.make_split` (``fraction``,
             ``user_fraction``, ``cut_time``, ``session_timeout``).
 
@@ -258,4 +302,6 @@ def evaluate(
         models = [model]
     else:
         models = [HrnnModel(seed=seed, model=model)]
-    return evaluate_split(split, models=models, baselines=baselines, exclude_seen=exclude_seen, seed=seed)
+    return evaluate_split(
+        split, models=models, baselines=baselines, exclude_seen=exclude_seen, seed=seed, progress=progress
+    )
