@@ -36,6 +36,11 @@ CASES = [
     ("nul byte", HEADER.encode() + b"u\x00,a,1,click,\n", ["USER_ID", "NUL"]),
     ("quote left open at end", (HEADER + 'u,a,1,click,\n"v,b,2,click,\n').encode(), ["line 3"]),
     ("quote left open inside", (HEADER + 'u,"a,1,click,\nv,b,2,click,\nw,c,3,click,\n').encode(), ["line 2"]),
+    (
+        "CRLF, error after a quoted field",
+        b'USER_ID,ITEM_ID,TIMESTAMP\r\n"u",a,1\r\nu,"b",2\r\n\r\nu,c,x\r\n',
+        ["line 5", "TIMESTAMP", '"x"'],
+    ),
 ]
 
 

@@ -384,9 +384,14 @@ fn parse_quoted<'a>(
     known: Known<'_>,
     rows: &mut BlockRows<'a, '_>,
 ) {
+    // Records end at `\n` only, as on the fast path: with the crate's default CRLF terminator a
+    // `\r` ends the record and the `\n` after it is counted as the next record's line, so every
+    // line number after a quoted field in a CRLF file came out one too low. The `\r` of a `\r\n`
+    // is cut from the last field below.
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
         .from_reader(block);
     let mut record = csv::ByteRecord::new();
     loop {
@@ -399,8 +404,12 @@ fn parse_quoted<'a>(
                 return;
             }
         }
+        let start = record.position().map_or(0, |p| p.byte() as usize);
+        let raw = &block[start..reader.position().byte() as usize];
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let ends_with_cr = raw.ends_with(b"\r");
         let line = record.position().map_or(0, |p| p.line().saturating_sub(1));
-        if record.len() == 1 && record[0].is_empty() {
+        if record.len() == 1 && (record[0].is_empty() || (ends_with_cr && &record[0] == b"\r")) {
             continue;
         }
         if record.len() != layout.width {
@@ -412,7 +421,13 @@ fn parse_quoted<'a>(
             rows.record_error(line, record.as_slice(), message);
             return;
         }
-        let fields: Vec<Vec<u8>> = record.iter().map(<[u8]>::to_vec).collect();
+        let mut fields: Vec<Vec<u8>> = record.iter().map(<[u8]>::to_vec).collect();
+        if ends_with_cr {
+            // A `\r` outside quotes before the line end (a `\r` inside quotes is kept).
+            if let Some(last) = fields.last_mut() {
+                last.pop();
+            }
+        }
         if !rows.push_record(layout, known, line, |i| Cow::Owned(fields[i].clone())) {
             return;
         }
@@ -505,7 +520,8 @@ mod tests {
     fn plain_and_quoted_paths_agree() {
         let plain = b"u,a,1\nv,b,2\r\n\nu,b,3\n";
         let quoted = b"\"u\",a,1\nv,\"b\",2\r\n\nu,b,3\n";
-        for block in [&plain[..], &quoted[..]] {
+        let crlf = b"\"u\",a,1\r\nv,b,\"2\"\r\n\r\nu,b,3\r\n";
+        for block in [&plain[..], &quoted[..], &crlf[..]] {
             parse(block, |rows| {
                 assert!(rows.error.is_none());
                 assert_eq!(rows.cols.user.as_slice(), [LOCAL, LOCAL | 1, LOCAL]);
@@ -533,6 +549,16 @@ mod tests {
         });
         parse(b"u,a,1\n\nu,a\n", |rows| {
             assert_eq!(rows.error.as_ref().unwrap().line, 2);
+        });
+        // CRLF after a quoted field: the line count is not shifted by the `\r\n`s.
+        parse(b"\"u\",a,1\r\nu,b,2\r\n\r\nu,c,x\r\n", |rows| {
+            let error = rows.error.as_ref().unwrap();
+            assert_eq!((error.line, error.column), (3, Some(2)));
+        });
+        // A `\r` inside quotes is part of the field.
+        parse(b"u,\"a\r\",1\r\n", |rows| {
+            let error = rows.error.as_ref().unwrap();
+            assert_eq!((error.line, error.column), (0, Some(1)));
         });
     }
 }
