@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -73,6 +77,37 @@ def test_large_file_is_streamed(write_csv, tmp_path):
     data = Interactions.from_csv(write_csv("USER_ID,ITEM_ID,TIMESTAMP\n" + rows))
     assert len(data) == 200_000 and data.num_users == 997 and data.num_items == 503
     assert data.columns()["timestamp"][-1] == 199_999
+
+
+def test_one_huge_line_is_rejected_with_bounded_memory(tmp_path):
+    # A 64 MB line (one quoted ITEM_ID): the reader stops at the 1 MiB record limit instead of
+    # buffering and copying the whole line (which took ~10x the line). The child reports its own
+    # peak RSS (RUSAGE_SELF): RUSAGE_CHILDREN here would also carry the peak of earlier children.
+    line_bytes = 64 << 20
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as f:
+        f.write(b'USER_ID,ITEM_ID,TIMESTAMP\nu,a,1\nu,"')
+        f.write(b"x" * line_bytes)
+        f.write(b'",2\nu,b,3\n')
+    script = textwrap.dedent(
+        """
+        import resource, sys
+        from hrnn import Interactions, SchemaError
+        try:
+            Interactions.from_csv(sys.argv[1])
+        except SchemaError as error:
+            print(error)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=600, check=True
+    )
+    message, peak_kib = result.stdout.strip().splitlines()
+    assert int(peak_kib) * 1024 < 3 * line_bytes, f"peak RSS {int(peak_kib) // 1024} MiB"
+    assert message.startswith(str(path)), message
+    assert "line 3, column ITEM_ID" in message and "at most 1048576 bytes" in message, message
+    assert '(found "\\"xxxx' in message, message
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

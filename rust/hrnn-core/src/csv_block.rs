@@ -14,6 +14,7 @@ use crate::column_parts::ColumnPart;
 use crate::id_map::IdMap;
 use crate::id_table::IdTable;
 use crate::interactions::check_id;
+use crate::record_limit::{overlong_field, too_long_message, MAX_RECORD_BYTES};
 use crate::separators::Separators;
 
 /// Where each schema column sits in a record, and the record width.
@@ -207,6 +208,17 @@ impl<'a> BlockRows<'a, '_> {
             message,
         });
     }
+
+    /// Records a record past [`MAX_RECORD_BYTES`] (`record` starts at the record's first byte).
+    fn record_too_long(&mut self, line: u64, record: &[u8], width: usize) {
+        let (field, value) = overlong_field(record);
+        self.error = Some(BlockError {
+            line,
+            column: (field < width).then_some(field),
+            value: value.to_vec(),
+            message: too_long_message(),
+        });
+    }
 }
 
 /// Parses `block` (whole records only; it starts outside quotes; `lines` of `\n`), writing its
@@ -306,6 +318,10 @@ fn parse_plain<'a>(
             for (k, &(start, end, line, _)) in batch.records.iter().enumerate() {
                 if k < next.records.len() {
                     prefetch(rows, next, k);
+                }
+                if end - start > MAX_RECORD_BYTES {
+                    rows.record_too_long(line, &block[start..end], width);
+                    return false;
                 }
                 let own = batch.fields_of(k);
                 if own.len() != width {
@@ -409,6 +425,10 @@ fn parse_quoted<'a>(
         let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
         let ends_with_cr = raw.ends_with(b"\r");
         let line = record.position().map_or(0, |p| p.line().saturating_sub(1));
+        if raw.len() - usize::from(ends_with_cr) > MAX_RECORD_BYTES {
+            rows.record_too_long(line, &block[start..], layout.width);
+            return;
+        }
         if record.len() == 1 && (record[0].is_empty() || (ends_with_cr && &record[0] == b"\r")) {
             continue;
         }

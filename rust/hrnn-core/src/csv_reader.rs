@@ -5,7 +5,7 @@
 //! any other column is kept out of the data and listed in `ignored_columns`.
 //!
 //! The file is read in batches of four blocks (the first batches small, then [`BLOCK_BYTES`] each;
-//! plus one record), never whole. Each
+//! plus one record, at most 1 MiB: see `record_limit`), never whole. Each
 //! batch is cut at record boundaries into blocks that are parsed in parallel (`csv_block`), then
 //! merged in file order, so the result — and the first error reported — is the same as a
 //! sequential parse.
@@ -26,6 +26,7 @@ use crate::csv_block::{
 use crate::error::{excerpt, Error, Result};
 use crate::id_map::IdMap;
 use crate::interactions::Interactions;
+use crate::record_limit::{overlong_field, too_long_message, MAX_RECORD_BYTES};
 
 /// Bytes parsed by one task. Small batches (four blocks) keep a batch's text and columns in the
 /// last-level cache until they are merged: 2 MB blocks loaded 10M rows ~20% faster than 16 MB ones.
@@ -279,18 +280,24 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
     let mut source = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut buf = Vec::with_capacity(batch_bytes + (1 << 20));
 
-    // The header: the first record.
+    // The header: the first record. A buffer of more than `MAX_RECORD_BYTES + 1` bytes (a `\r`
+    // before the line break is not counted) without a record end holds an overlong record.
     let mut eof = fill(&mut source, &mut buf, 1 << 16, path)?;
     let header_end = loop {
         if let Some(end) = first_record_end(&buf) {
             break end;
         }
-        if eof {
+        if eof || buf.len() > MAX_RECORD_BYTES + 1 {
             break buf.len();
         }
-        let want = buf.len() * 2;
+        let want = (buf.len() * 2).min(MAX_RECORD_BYTES + 2);
         eof = fill(&mut source, &mut buf, want, path)?;
     };
+    if record_bytes(&buf[..header_end]) > MAX_RECORD_BYTES {
+        let (field, value) = overlong_field(&buf);
+        let column = format!("#{}", field + 1);
+        return Err(schema(&file_name, 1, &column, value, too_long_message()));
+    }
     let header = parse_header(&file_name, &buf[..header_end])?;
     buf.drain(..header_end);
 
@@ -339,10 +346,21 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
         } else {
             match last_record_end(&buf) {
                 Some(end) => end,
+                None if buf.len() > MAX_RECORD_BYTES + 1 => {
+                    // `buf` starts at a record, which is too long to hold: stop reading.
+                    let (field, value) = overlong_field(&buf);
+                    let column = header.names.get(field).map_or("*", String::as_str);
+                    return Err(schema(
+                        &file_name,
+                        lines_before + 1,
+                        column,
+                        value,
+                        too_long_message(),
+                    ));
+                }
                 None => {
-                    // One record longer than the batch: read on.
-                    let want = buf.len() * 2;
-                    eof = fill(&mut source, &mut buf, want, path)?;
+                    // One record longer than the batch: read on, up to the longest allowed.
+                    eof = fill(&mut source, &mut buf, MAX_RECORD_BYTES + 2, path)?;
                     continue;
                 }
             }
@@ -504,6 +522,12 @@ fn first_record_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// The length of `record` without its line break (`\n` or `\r\n`).
+fn record_bytes(record: &[u8]) -> usize {
+    let record = record.strip_suffix(b"\n").unwrap_or(record);
+    record.strip_suffix(b"\r").unwrap_or(record).len()
+}
+
 /// The byte offset where 0-based line `line` of `buf` starts.
 fn nth_line_start(buf: &[u8], line: u64) -> usize {
     if line == 0 {
@@ -520,6 +544,10 @@ mod tests {
     use std::io::Write;
 
     fn load(text: &[u8]) -> Result<Interactions> {
+        load_in_blocks(text, BLOCK_BYTES)
+    }
+
+    fn load_in_blocks(text: &[u8], block_bytes: usize) -> Result<Interactions> {
         let dir =
             std::env::temp_dir().join(format!("hrnn-csv-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -528,7 +556,7 @@ mod tests {
             .unwrap()
             .write_all(text)
             .unwrap();
-        let result = read_csv(&path);
+        let result = read_csv_in_blocks(&path, block_bytes);
         std::fs::remove_dir_all(&dir).ok();
         result
     }
@@ -640,6 +668,52 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn records_past_1_mib_are_rejected_where_they_start() {
+        let long = |n: usize| "x".repeat(n);
+        // A record of exactly MAX_RECORD_BYTES (its CRLF not counted) is fine, one byte more is
+        // not, whether the record ends inside a batch or past it.
+        let header = "USER_ID,ITEM_ID,TIMESTAMP,NOTE\r\n";
+        let exact = format!("{header}u,a,1,{}\r\nu,b,2,\r\n", long(MAX_RECORD_BYTES - 6));
+        let over = format!("{header}u,a,1,\r\nu,b,2,{}\r\n", long(MAX_RECORD_BYTES - 5));
+        for block in [7, 1 << 16, BLOCK_BYTES] {
+            assert_eq!(load_in_blocks(exact.as_bytes(), block).unwrap().len(), 2);
+            let m = load_in_blocks(over.as_bytes(), block)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                m.contains("line 3, column NOTE") && m.contains("at most 1048576 bytes"),
+                "{m}"
+            );
+        }
+        // Far past the limit, with more lines after it: reading stops at the limit.
+        let huge = format!(
+            "USER_ID,ITEM_ID,TIMESTAMP,NOTE\nu,a,1,\nu,b,2,\"x\ny\"\nu,a,{},\nu,b,3,\n",
+            "9".repeat(5 * MAX_RECORD_BYTES)
+        );
+        let m = message(huge.as_bytes());
+        assert!(
+            m.contains("line 5, column TIMESTAMP") && m.contains("(found \"999"),
+            "{m}"
+        );
+        // The last record, without a line break.
+        let last = format!("USER_ID,ITEM_ID,TIMESTAMP\nu,a,1\n{},a,1", long(2 << 20));
+        assert!(message(last.as_bytes()).contains("line 3, column USER_ID"));
+        // A quote left open early in a big file.
+        let open = format!(
+            "USER_ID,ITEM_ID,TIMESTAMP\nu,\"a,1\n{}",
+            "u,a,1\n".repeat(400_000)
+        );
+        let m = message(open.as_bytes());
+        assert!(
+            m.contains("line 2, column ITEM_ID") && m.contains("quote left open"),
+            "{m}"
+        );
+        // The header.
+        let header = format!("USER_ID,ITEM_ID,TIMESTAMP,{}\nu,a,1,x\n", long(2 << 20));
+        assert!(message(header.as_bytes()).contains("line 1, column #4"));
     }
 
     #[test]

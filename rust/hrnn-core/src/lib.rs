@@ -12,6 +12,7 @@ pub mod huge_pages;
 pub mod id_map;
 pub mod id_table;
 pub mod interactions;
+mod record_limit;
 mod separators;
 pub mod sessions;
 pub mod training;
