@@ -41,6 +41,11 @@ CASES = [
     ("quote left open at end", (HEADER + 'u,a,1,click,\n"v,b,2,click,\n').encode(), ["line 3"]),
     ("quote left open inside", (HEADER + 'u,"a,1,click,\nv,b,2,click,\nw,c,3,click,\n').encode(), ["line 2"]),
     (
+        "CR-only line endings",
+        b"USER_ID,ITEM_ID,TIMESTAMP\ru,a,1\ru,b,2\r",
+        ["line 1", "CR-only line endings", "not supported", "\\n or \\r\\n"],
+    ),
+    (
         "CRLF, error after a quoted field",
         b'USER_ID,ITEM_ID,TIMESTAMP\r\n"u",a,1\r\nu,"b",2\r\n\r\nu,c,x\r\n',
         ["line 5", "TIMESTAMP", '"x"'],

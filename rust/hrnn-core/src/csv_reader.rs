@@ -293,6 +293,18 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
         let want = (buf.len() * 2).min(MAX_RECORD_BYTES + 2);
         eof = fill(&mut source, &mut buf, want, path)?;
     };
+    if let Some(cr) = lone_carriage_return(&buf[..header_end]) {
+        // Supporting them would mean rewriting `\r` to `\n` on every path, quoted fields included,
+        // for a format last written by Mac OS 9; a clear error costs the user one `tr`.
+        return Err(schema(
+            &file_name,
+            1,
+            "*",
+            &buf[..cr],
+            "CR-only line endings (classic Mac OS) are not supported: expected lines ending in \
+             \\n or \\r\\n; convert the file first, e.g. with tr '\\r' '\\n'",
+        ));
+    }
     if record_bytes(&buf[..header_end]) > MAX_RECORD_BYTES {
         let (field, value) = overlong_field(&buf);
         let column = format!("#{}", field + 1);
@@ -522,6 +534,20 @@ fn first_record_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// The position of the first `\r` outside quotes in `header` (the first record, with its line
+/// break) that is not followed by `\n`: a file with CR-only line endings.
+fn lone_carriage_return(header: &[u8]) -> Option<usize> {
+    let mut inside = false;
+    for (i, &b) in header.iter().enumerate() {
+        match b {
+            b'"' => inside = !inside,
+            b'\r' if !inside && header.get(i + 1) != Some(&b'\n') => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The length of `record` without its line break (`\n` or `\r\n`).
 fn record_bytes(record: &[u8]) -> usize {
     let record = record.strip_suffix(b"\n").unwrap_or(record);
@@ -611,6 +637,19 @@ mod tests {
         let m = message(b"");
         assert!(m.contains("empty file"), "{m}");
         let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\n");
+        assert!(m.contains("header only"), "{m}");
+        let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\ru,a,1\ru,b,2\r");
+        assert!(
+            m.contains("line 1, column *: CR-only line endings")
+                && m.contains("not supported")
+                && m.contains("(found \"USER_ID,ITEM_ID,TIMESTAMP\")"),
+            "{m}"
+        );
+        let big_cr_only = "u,a,1\r".repeat(400_000);
+        let m = message(format!("USER_ID,ITEM_ID,TIMESTAMP\r{big_cr_only}").as_bytes());
+        assert!(m.contains("CR-only"), "{m}");
+        // A `\r` inside a quoted header name is not a line ending.
+        let m = message(b"USER_ID,ITEM_ID,TIMESTAMP,\"A\rB\"\r\n");
         assert!(m.contains("header only"), "{m}");
         let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,1,2\n");
         assert!(
