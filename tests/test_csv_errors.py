@@ -30,6 +30,31 @@ CASES = [
     ("text timestamp", (HEADER + "u,a,yesterday,click,\n").encode(), ["TIMESTAMP", "yesterday"]),
     ("negative timestamp", (HEADER + "u,a,-3,click,\n").encode(), ["TIMESTAMP", '"-3"', "non-negative"]),
     ("empty timestamp", (HEADER + "u,a,,click,\n").encode(), ["TIMESTAMP", "line 2"]),
+    (
+        "millisecond timestamps",
+        (HEADER + "u,a,1700000000000,click,\n").encode(),
+        ["line 2", "TIMESTAMP", '"1700000000000"', "as milliseconds it is 2023-11-14", 'timestamp_unit="ms"'],
+    ),
+    (
+        "microsecond timestamps",
+        (HEADER + "u,a,1,click,\nu,b,1700000000000000,click,\n").encode(),
+        ["line 3", "TIMESTAMP", "as microseconds", 'timestamp_unit="us"', "--timestamp-unit us"],
+    ),
+    (
+        "timestamp past 2199",
+        (HEADER + "u,a,7258118400,click,\n").encode(),
+        ["TIMESTAMP", "out of range", "seconds from 0 to 7258118399 (1970-01-01 to 2199-12-31 UTC)"],
+    ),
+    (
+        "i64::MAX timestamp",
+        (HEADER + "u,a,9223372036854775807,click,\n").encode(),
+        ["TIMESTAMP", '"9223372036854775807"', "out of range", "from 0 to 7258118399"],
+    ),
+    (
+        "timestamp past i64",
+        (HEADER + "u,a,99999999999999999999,click,\n").encode(),
+        ["TIMESTAMP", "non-negative integer", "from 0 to 7258118399"],
+    ),
     ("empty user", (HEADER + ",a,1,click,\n").encode(), ["USER_ID", "non-empty"]),
     ("empty item", (HEADER + "u,,1,click,\n").encode(), ["ITEM_ID", "non-empty"]),
     ("empty event type", (HEADER + "u,a,1,,\n").encode(), ["EVENT_TYPE", "non-empty"]),
@@ -74,6 +99,23 @@ def test_256_character_ids_and_quoted_fields_are_fine(write_csv):
 def test_blank_trailing_lines_and_crlf_are_accepted(write_csv):
     data = Interactions.from_csv(write_csv("USER_ID,ITEM_ID,TIMESTAMP\r\nu,a,1\r\nu,b,2\r\n\r\n"))
     assert len(data) == 2 and data.item_ids == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("unit", "scale"), [("s", 1), ("ms", 1_000), ("us", 1_000_000), ("ns", 1_000_000_000)]
+)
+def test_timestamp_unit_converts_to_whole_seconds(write_csv, unit, scale):
+    stamps = [1_700_000_000 * scale, 1_700_000_060 * scale + scale - 1, 7_258_118_399 * scale]
+    text = "USER_ID,ITEM_ID,TIMESTAMP\n" + "".join(f"u,a,{t}\n" for t in stamps)
+    data = Interactions.from_csv(write_csv(text), timestamp_unit=unit)
+    assert data.columns()["timestamp"].tolist() == [1_700_000_000, 1_700_000_060, 7_258_118_399]
+
+
+def test_timestamp_unit_must_be_known(write_csv):
+    path = write_csv("USER_ID,ITEM_ID,TIMESTAMP\nu,a,1\n")
+    expected = 'timestamp_unit: expected one of "s", "ms", "us", "ns", found "sec"'
+    with pytest.raises(ValueError, match=expected):
+        Interactions.from_csv(path, timestamp_unit="sec")  # type: ignore[arg-type]
 
 
 def test_large_file_is_streamed(write_csv, tmp_path):

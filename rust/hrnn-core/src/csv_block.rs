@@ -16,8 +16,9 @@ use crate::id_table::IdTable;
 use crate::interactions::check_id;
 use crate::record_limit::{overlong_field, too_long_message, MAX_RECORD_BYTES};
 use crate::separators::Separators;
+use crate::timestamps::{read_timestamp, TimestampUnit};
 
-/// Where each schema column sits in a record, and the record width.
+/// Where each schema column sits in a record, the record width, and the TIMESTAMP unit.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     pub user: usize,
@@ -26,6 +27,7 @@ pub(crate) struct Layout {
     pub event_type: Option<usize>,
     pub event_value: Option<usize>,
     pub width: usize,
+    pub timestamp_unit: TimestampUnit,
 }
 
 /// Marks a block-local id index (the other indices are global ones).
@@ -108,22 +110,6 @@ pub(crate) struct BlockRows<'a, 'o> {
     pub error: Option<BlockError>,
 }
 
-/// Parses a non-negative integer of ASCII digits (Unix epoch seconds).
-pub(crate) fn parse_timestamp(raw: &[u8]) -> Option<i64> {
-    let digits = raw.strip_prefix(b"+").unwrap_or(raw);
-    if digits.is_empty() || digits.len() > 18 {
-        return None;
-    }
-    let mut value: i64 = 0;
-    for &b in digits {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        value = value * 10 + i64::from(b - b'0');
-    }
-    Some(value)
-}
-
 fn parse_event_value(raw: &[u8]) -> Option<f32> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Some(f32::NAN);
@@ -165,13 +151,9 @@ impl<'a> BlockRows<'a, '_> {
             Err(m) => return self.fail(line, layout.item, &item_raw, m),
         };
         let ts_raw = field(layout.timestamp);
-        let Some(ts) = parse_timestamp(&ts_raw) else {
-            return self.fail(
-                line,
-                layout.timestamp,
-                &ts_raw,
-                "expected non-negative integer Unix epoch seconds",
-            );
+        let ts = match read_timestamp(&ts_raw, layout.timestamp_unit) {
+            Ok(ts) => ts,
+            Err(m) => return self.fail(line, layout.timestamp, &ts_raw, &m),
         };
         if let Some(column) = layout.event_type {
             let raw = field(column);
@@ -533,6 +515,7 @@ mod tests {
             event_type: None,
             event_value: None,
             width: 3,
+            timestamp_unit: TimestampUnit::Seconds,
         }
     }
 

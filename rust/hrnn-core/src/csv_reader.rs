@@ -27,6 +27,7 @@ use crate::error::{excerpt, Error, Result};
 use crate::id_map::IdMap;
 use crate::interactions::Interactions;
 use crate::record_limit::{overlong_field, too_long_message, MAX_RECORD_BYTES};
+use crate::timestamps::TimestampUnit;
 
 /// Bytes parsed by one task. Small batches (four blocks) keep a batch's text and columns in the
 /// last-level cache until they are merged: 2 MB blocks loaded 10M rows ~20% faster than 16 MB ones.
@@ -50,7 +51,7 @@ fn schema(file: &str, line: u64, column: &str, value: &[u8], message: impl Into<
     }
 }
 
-fn parse_header(file: &str, raw_header: &[u8]) -> Result<Header> {
+fn parse_header(file: &str, raw_header: &[u8], timestamp_unit: TimestampUnit) -> Result<Header> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -113,6 +114,7 @@ fn parse_header(file: &str, raw_header: &[u8]) -> Result<Header> {
         event_type: find("EVENT_TYPE")?,
         event_value: find("EVENT_VALUE")?,
         width: names.len(),
+        timestamp_unit,
     };
     let used = [
         Some(layout.user),
@@ -261,9 +263,15 @@ impl Merger {
     }
 }
 
-/// Reads an interactions CSV file.
+/// Reads an interactions CSV file whose TIMESTAMP column is in Unix epoch seconds.
 pub fn read_csv(path: &Path) -> Result<Interactions> {
-    read_csv_in_blocks(path, BLOCK_BYTES)
+    read_csv_with_unit(path, TimestampUnit::Seconds)
+}
+
+/// Reads an interactions CSV file whose TIMESTAMP column is in `timestamp_unit`; values are
+/// converted to whole seconds (rounded down) and must lie in 1970-01-01 ..= 2199-12-31 UTC.
+pub fn read_csv_with_unit(path: &Path, timestamp_unit: TimestampUnit) -> Result<Interactions> {
+    read_csv_in_blocks(path, BLOCK_BYTES, timestamp_unit)
 }
 
 /// The block size of batch `batch` (0-based): the first batches are small, so that the ids they
@@ -274,7 +282,11 @@ fn batch_block_bytes(block_bytes: usize, batch: usize) -> usize {
 }
 
 /// [`read_csv`] with a given block size (batches hold four blocks); the result does not depend on it.
-fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
+fn read_csv_in_blocks(
+    path: &Path,
+    block_bytes: usize,
+    timestamp_unit: TimestampUnit,
+) -> Result<Interactions> {
     let batch_bytes = 4 * block_bytes;
     let file_name = path.display().to_string();
     let mut source = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -310,7 +322,7 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
         let column = format!("#{}", field + 1);
         return Err(schema(&file_name, 1, &column, value, too_long_message()));
     }
-    let header = parse_header(&file_name, &buf[..header_end])?;
+    let header = parse_header(&file_name, &buf[..header_end], timestamp_unit)?;
     buf.drain(..header_end);
 
     let mut merger = Merger {
@@ -574,6 +586,15 @@ mod tests {
     }
 
     fn load_in_blocks(text: &[u8], block_bytes: usize) -> Result<Interactions> {
+        load_with(text, |path| {
+            read_csv_in_blocks(path, block_bytes, TimestampUnit::Seconds)
+        })
+    }
+
+    fn load_with(
+        text: &[u8],
+        read: impl FnOnce(&Path) -> Result<Interactions>,
+    ) -> Result<Interactions> {
         let dir =
             std::env::temp_dir().join(format!("hrnn-csv-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -582,7 +603,7 @@ mod tests {
             .unwrap()
             .write_all(text)
             .unwrap();
-        let result = read_csv_in_blocks(&path, block_bytes);
+        let result = read(&path);
         std::fs::remove_dir_all(&dir).ok();
         result
     }
@@ -673,6 +694,43 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_in_a_finer_unit_are_an_error_unless_asked_for() {
+        let text = b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,1700000000000\nu,b,1700000060999\n";
+        let m = message(text);
+        assert!(
+            m.contains("line 2, column TIMESTAMP: out of range")
+                && m.contains("as milliseconds it is 2023-11-14 22:13:20 UTC")
+                && m.contains("timestamp_unit=\"ms\"")
+                && m.contains("(found \"1700000000000\")"),
+            "{m}"
+        );
+        let ms = |path: &Path| read_csv_with_unit(path, TimestampUnit::Milliseconds);
+        let data = load_with(text, ms).unwrap();
+        assert_eq!(data.timestamp, vec![1_700_000_000, 1_700_000_060]);
+        // In milliseconds, a value past 2199 is out of range too.
+        let m = load_with(b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,1700000000000000\n", ms)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("Unix epoch milliseconds from 0 to 7258118399999")
+                && m.contains("timestamp_unit=\"us\""),
+            "{m}"
+        );
+        // i64::MAX is parsed, and the message states the range actually accepted.
+        let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,9223372036854775807\n");
+        assert!(
+            m.contains("out of range: expected Unix epoch seconds from 0 to 7258118399"),
+            "{m}"
+        );
+        assert_eq!(
+            load(b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,7258118399\n")
+                .unwrap()
+                .timestamp,
+            vec![7_258_118_399]
+        );
+    }
+
+    #[test]
     fn block_size_does_not_change_the_result() {
         let mut text = String::from("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n");
         for i in 0..500 {
@@ -689,7 +747,7 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let whole = read_csv(&path).unwrap();
         for block in [7, 64, 300] {
-            let small = read_csv_in_blocks(&path, block).unwrap();
+            let small = read_csv_in_blocks(&path, block, TimestampUnit::Seconds).unwrap();
             assert_eq!(small.user, whole.user);
             assert_eq!(small.item, whole.item);
             assert_eq!(small.timestamp, whole.timestamp);
@@ -700,7 +758,9 @@ mod tests {
         text.push_str("u1,i1,oops,t1\n");
         std::fs::write(&path, &text).unwrap();
         for block in [7, 64, 1 << 20] {
-            let message = read_csv_in_blocks(&path, block).unwrap_err().to_string();
+            let message = read_csv_in_blocks(&path, block, TimestampUnit::Seconds)
+                .unwrap_err()
+                .to_string();
             assert!(
                 message.contains("line 502") && message.contains("oops"),
                 "{message}"

@@ -15,8 +15,10 @@ pub mod interactions;
 mod record_limit;
 mod separators;
 pub mod sessions;
+pub mod timestamps;
 pub mod training;
 
 pub use error::{Error, Result};
 pub use interactions::{Columns, DropRule, Interactions};
 pub use sessions::{sessionize, Sessions};
+pub use timestamps::TimestampUnit;
