@@ -116,6 +116,27 @@ def test_errors_are_one_line_and_exit_nonzero(tmp_path):
     assert usage.returncode == 2 and "usage:" in usage.stderr
 
 
+def test_inspect_millisecond_timestamps_say_so_and_convert_on_request(tmp_path):
+    csv = tmp_path / "ms.csv"
+    csv.write_text("USER_ID,ITEM_ID,TIMESTAMP\nu,a,1700000000000\nu,b,1700000060000\nv,a,1700000120000\n")
+    result = hrnn_cli("inspect", str(csv), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SchemaError" in lines[0] and "line 2, column TIMESTAMP" in lines[0], lines
+    assert "as milliseconds it is 2023-11-14 22:13:20 UTC" in lines[0] and "--timestamp-unit ms" in lines[0]
+    out = hrnn_cli("inspect", str(csv), "--timestamp-unit", "ms").stdout
+    assert "time 2023-11-14 22:13:20 UTC .. 2023-11-14 22:15:20 UTC" in out
+    assert "--timestamp-unit" in hrnn_cli("train", "--help").stdout
+    assert "--timestamp-unit" in hrnn_cli("evaluate", "--help").stdout
+
+
+def test_inspect_time_range_never_crashes_on_an_unrepresentable_date():
+    from hrnn.cli.inspect_data import _utc
+
+    assert _utc(1_700_000_000) == "2023-11-14 22:13:20 UTC"
+    assert _utc(1_700_000_000_000) == "1700000000000 (Unix seconds, not a representable date)"
+
+
 def test_solution_config_maps_personalize_json(tmp_path):
     document = {
         "performHPO": "true",

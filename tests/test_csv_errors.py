@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,6 +30,31 @@ CASES = [
     ("text timestamp", (HEADER + "u,a,yesterday,click,\n").encode(), ["TIMESTAMP", "yesterday"]),
     ("negative timestamp", (HEADER + "u,a,-3,click,\n").encode(), ["TIMESTAMP", '"-3"', "non-negative"]),
     ("empty timestamp", (HEADER + "u,a,,click,\n").encode(), ["TIMESTAMP", "line 2"]),
+    (
+        "millisecond timestamps",
+        (HEADER + "u,a,1700000000000,click,\n").encode(),
+        ["line 2", "TIMESTAMP", '"1700000000000"', "as milliseconds it is 2023-11-14", 'timestamp_unit="ms"'],
+    ),
+    (
+        "microsecond timestamps",
+        (HEADER + "u,a,1,click,\nu,b,1700000000000000,click,\n").encode(),
+        ["line 3", "TIMESTAMP", "as microseconds", 'timestamp_unit="us"', "--timestamp-unit us"],
+    ),
+    (
+        "timestamp past 2199",
+        (HEADER + "u,a,7258118400,click,\n").encode(),
+        ["TIMESTAMP", "out of range", "seconds from 0 to 7258118399 (1970-01-01 to 2199-12-31 UTC)"],
+    ),
+    (
+        "i64::MAX timestamp",
+        (HEADER + "u,a,9223372036854775807,click,\n").encode(),
+        ["TIMESTAMP", '"9223372036854775807"', "out of range", "from 0 to 7258118399"],
+    ),
+    (
+        "timestamp past i64",
+        (HEADER + "u,a,99999999999999999999,click,\n").encode(),
+        ["TIMESTAMP", "non-negative integer", "from 0 to 7258118399"],
+    ),
     ("empty user", (HEADER + ",a,1,click,\n").encode(), ["USER_ID", "non-empty"]),
     ("empty item", (HEADER + "u,,1,click,\n").encode(), ["ITEM_ID", "non-empty"]),
     ("empty event type", (HEADER + "u,a,1,,\n").encode(), ["EVENT_TYPE", "non-empty"]),
@@ -36,6 +65,16 @@ CASES = [
     ("nul byte", HEADER.encode() + b"u\x00,a,1,click,\n", ["USER_ID", "NUL"]),
     ("quote left open at end", (HEADER + 'u,a,1,click,\n"v,b,2,click,\n').encode(), ["line 3"]),
     ("quote left open inside", (HEADER + 'u,"a,1,click,\nv,b,2,click,\nw,c,3,click,\n').encode(), ["line 2"]),
+    (
+        "CR-only line endings",
+        b"USER_ID,ITEM_ID,TIMESTAMP\ru,a,1\ru,b,2\r",
+        ["line 1", "CR-only line endings", "not supported", "\\n or \\r\\n"],
+    ),
+    (
+        "CRLF, error after a quoted field",
+        b'USER_ID,ITEM_ID,TIMESTAMP\r\n"u",a,1\r\nu,"b",2\r\n\r\nu,c,x\r\n',
+        ["line 5", "TIMESTAMP", '"x"'],
+    ),
 ]
 
 
@@ -62,12 +101,60 @@ def test_blank_trailing_lines_and_crlf_are_accepted(write_csv):
     assert len(data) == 2 and data.item_ids == ["a", "b"]
 
 
+@pytest.mark.parametrize(
+    ("unit", "scale"), [("s", 1), ("ms", 1_000), ("us", 1_000_000), ("ns", 1_000_000_000)]
+)
+def test_timestamp_unit_converts_to_whole_seconds(write_csv, unit, scale):
+    stamps = [1_700_000_000 * scale, 1_700_000_060 * scale + scale - 1, 7_258_118_399 * scale]
+    text = "USER_ID,ITEM_ID,TIMESTAMP\n" + "".join(f"u,a,{t}\n" for t in stamps)
+    data = Interactions.from_csv(write_csv(text), timestamp_unit=unit)
+    assert data.columns()["timestamp"].tolist() == [1_700_000_000, 1_700_000_060, 7_258_118_399]
+
+
+def test_timestamp_unit_must_be_known(write_csv):
+    path = write_csv("USER_ID,ITEM_ID,TIMESTAMP\nu,a,1\n")
+    expected = 'timestamp_unit: expected one of "s", "ms", "us", "ns", found "sec"'
+    with pytest.raises(ValueError, match=expected):
+        Interactions.from_csv(path, timestamp_unit="sec")  # type: ignore[arg-type]
+
+
 def test_large_file_is_streamed(write_csv, tmp_path):
     # 200k rows: enough to cross many read buffers; values checked at both ends.
     rows = "".join(f"u{i % 997},i{i % 503},{i}\n" for i in range(200_000))
     data = Interactions.from_csv(write_csv("USER_ID,ITEM_ID,TIMESTAMP\n" + rows))
     assert len(data) == 200_000 and data.num_users == 997 and data.num_items == 503
     assert data.columns()["timestamp"][-1] == 199_999
+
+
+def test_one_huge_line_is_rejected_with_bounded_memory(tmp_path):
+    # A 64 MB line (one quoted ITEM_ID): the reader stops at the 1 MiB record limit instead of
+    # buffering and copying the whole line (which took ~10x the line). The child reports its own
+    # peak RSS (RUSAGE_SELF): RUSAGE_CHILDREN here would also carry the peak of earlier children.
+    line_bytes = 64 << 20
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as f:
+        f.write(b'USER_ID,ITEM_ID,TIMESTAMP\nu,a,1\nu,"')
+        f.write(b"x" * line_bytes)
+        f.write(b'",2\nu,b,3\n')
+    script = textwrap.dedent(
+        """
+        import resource, sys
+        from hrnn import Interactions, SchemaError
+        try:
+            Interactions.from_csv(sys.argv[1])
+        except SchemaError as error:
+            print(error)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=600, check=True
+    )
+    message, peak_kib = result.stdout.strip().splitlines()
+    assert int(peak_kib) * 1024 < 3 * line_bytes, f"peak RSS {int(peak_kib) // 1024} MiB"
+    assert message.startswith(str(path)), message
+    assert "line 3, column ITEM_ID" in message and "at most 1048576 bytes" in message, message
+    assert '(found "\\"xxxx' in message, message
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

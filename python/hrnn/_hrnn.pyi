@@ -25,7 +25,7 @@ __version__: str
 @final
 class Interactions:
     @staticmethod
-    def from_csv(path: str | PathLike[str]) -> Interactions: ...
+    def from_csv(path: str | PathLike[str], timestamp_unit: str = "s") -> Interactions: ...
     @staticmethod
     def from_arrays(
         user_id: list[str],

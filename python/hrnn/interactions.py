@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -16,10 +16,14 @@ from hrnn.sessions import Sessions
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_SESSION_TIMEOUT", "DataReport", "DropRule", "Interactions"]
+__all__ = ["DEFAULT_SESSION_TIMEOUT", "DataReport", "DropRule", "Interactions", "TimestampUnit"]
 
 #: Default gap, in seconds, after which a new session starts.
 DEFAULT_SESSION_TIMEOUT = 1800
+
+#: The unit of a CSV file's TIMESTAMP column: Unix epoch seconds (the schema's), milliseconds,
+#: microseconds or nanoseconds.
+TimestampUnit = Literal["s", "ms", "us", "ns"]
 
 
 @dataclass(frozen=True)
@@ -96,26 +100,34 @@ class Interactions:
 
     # ----- construction -------------------------------------------------------------------------
     @classmethod
-    def from_csv(cls, path: str | os.PathLike[str]) -> Interactions:
+    def from_csv(cls, path: str | os.PathLike[str], timestamp_unit: TimestampUnit = "s") -> Interactions:
         """Reads a CSV file in the Personalize interactions schema.
 
         The header names the columns, matched case-insensitively: ``USER_ID``, ``ITEM_ID`` (1–256
-        characters) and ``TIMESTAMP`` (non-negative integer Unix seconds) are required;
-        ``EVENT_TYPE`` and ``EVENT_VALUE`` (a float, may be empty) are optional; other columns are
-        ignored and listed in :attr:`ignored_columns`. The file is streamed, never read whole.
+        characters) and ``TIMESTAMP`` (an integer, Unix epoch seconds from 1970-01-01 to
+        2199-12-31 UTC) are required; ``EVENT_TYPE`` and ``EVENT_VALUE`` (a float, may be empty)
+        are optional; other columns are ignored and listed in :attr:`ignored_columns`. Line
+        endings are ``\\n`` or ``\\r\\n``; a record may be at most 1 MiB. The file is streamed,
+        never read whole. The rules: docs/format.md ("Input: the interactions CSV").
+
+        A TIMESTAMP past 2199 is an error rather than a date: it is almost always a column in
+        milliseconds or microseconds, and the message says which unit gives a plausible date.
 
         Args:
             path: the CSV file.
+            timestamp_unit: the unit of the TIMESTAMP column: ``"s"`` (default), ``"ms"``,
+                ``"us"`` or ``"ns"``; other units are converted to whole seconds (rounded down).
 
         Returns:
-            The interactions, in file order.
+            The interactions, in file order, with timestamps in seconds.
 
         Raises:
             SchemaError: a malformed file; the message names the file, line, column and value.
+            ValueError: an unknown ``timestamp_unit``.
             FileNotFoundError: ``path`` does not exist.
             PermissionError: ``path`` cannot be read.
         """
-        return cls(_hrnn.Interactions.from_csv(os.fspath(path)))
+        return cls(_hrnn.Interactions.from_csv(os.fspath(path), timestamp_unit))
 
     @classmethod
     def from_arrays(

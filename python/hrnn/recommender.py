@@ -291,7 +291,7 @@ class Recommender:
         """Records real-time events (Personalize's PutEvents) and updates the user's state.
 
         Each event is a dict with Personalize's fields in snake_case: ``event_type`` (required,
-        1–256 characters), ``sent_at`` (required: Unix seconds from 1970 to 2200, or a
+        1–256 characters), ``sent_at`` (required: Unix seconds from 1970 to 2199, or a
         timezone-aware ``datetime``; milliseconds are rejected with a message saying so),
         ``item_id``, ``event_value``, ``event_id``, ``impression`` (a list of item ids) and
         ``properties`` (a JSON string or a dict, strict JSON). Each event with a known item is one

@@ -59,7 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """`hrnn train`: optional HPO, then training; writes the model directory (rank 0 only)."""
     import hrnn
 
-    data = hrnn.Interactions.from_csv(args.interactions)
+    data = hrnn.Interactions.from_csv(args.interactions, args.timestamp_unit)
     kwargs, tune_kwargs, perform_hpo = training_kwargs(args)
     if perform_hpo:
         fixed = {k: v for k, v in kwargs.items() if k not in {"device", "seed", "progress"}}
@@ -98,8 +98,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """`hrnn evaluate`: the evaluation report (model vs baselines) as a table or JSON."""
     import hrnn
 
-    data = hrnn.Interactions.from_csv(args.interactions)
-    test = hrnn.Interactions.from_csv(args.test) if args.test else None
+    data = hrnn.Interactions.from_csv(args.interactions, args.timestamp_unit)
+    test = hrnn.Interactions.from_csv(args.test, args.timestamp_unit) if args.test else None
     kwargs, _, perform_hpo = training_kwargs(args)
     if perform_hpo:
         raise ValueError(

@@ -19,7 +19,11 @@ PERCENTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 
 
 def _utc(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    # The reader only accepts 1970..2199 (docs/format.md), but this must not crash on any int.
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"{ts} (Unix seconds, not a representable date)"
 
 
 def summarize(data: Interactions, min_percentile: float, max_percentile: float) -> dict[str, Any]:
@@ -150,7 +154,7 @@ def plot(lengths: np.ndarray, lo: float, hi: float, path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`hrnn inspect`: prints the summary (text or JSON) and optionally writes the histogram PNG."""
-    data = Interactions.from_csv(args.interactions)
+    data = Interactions.from_csv(args.interactions, args.timestamp_unit)
     summary = summarize(
         data, args.min_user_history_length_percentile, args.max_user_history_length_percentile
     )

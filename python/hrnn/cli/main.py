@@ -46,6 +46,15 @@ def _percentile_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _timestamp_unit_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timestamp-unit",
+        choices=["s", "ms", "us", "ns"],
+        default="s",
+        help="unit of the CSV's TIMESTAMP column; other units are converted to whole seconds",
+    )
+
+
 def _training_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("aws-hrnn hyperparameters")
     group.add_argument(
@@ -150,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "interactions", help="interactions CSV (USER_ID, ITEM_ID, TIMESTAMP[, EVENT_TYPE, EVENT_VALUE])"
     )
     _percentile_flags(p)
+    _timestamp_unit_flag(p)
     p.add_argument(
         "--plot", default=None, metavar="PATH.png", help="write a histogram PNG (needs hrnn[plot])"
     )
@@ -158,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save its directory", formatter_class=_Formatter)
     p.add_argument("interactions", help="interactions CSV")
     p.add_argument("--out", required=True, help="model directory to write (atomically)")
+    _timestamp_unit_flag(p)
     _training_flags(p)
 
     p = sub.add_parser("evaluate", help="train and evaluate against baselines (offline metrics)",
@@ -171,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default="popularity,sknn", help="comma-separated baselines ('' for none)")
     p.add_argument("--exclude-seen", action="store_true", help="never recommend items already in a history")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _timestamp_unit_flag(p)
     _training_flags(p)
 
     p = sub.add_parser("recommend", help="recommendations for one user (GetRecommendations)",

@@ -14,9 +14,11 @@ use crate::column_parts::ColumnPart;
 use crate::id_map::IdMap;
 use crate::id_table::IdTable;
 use crate::interactions::check_id;
+use crate::record_limit::{overlong_field, too_long_message, MAX_RECORD_BYTES};
 use crate::separators::Separators;
+use crate::timestamps::{read_timestamp, TimestampUnit};
 
-/// Where each schema column sits in a record, and the record width.
+/// Where each schema column sits in a record, the record width, and the TIMESTAMP unit.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     pub user: usize,
@@ -25,6 +27,7 @@ pub(crate) struct Layout {
     pub event_type: Option<usize>,
     pub event_value: Option<usize>,
     pub width: usize,
+    pub timestamp_unit: TimestampUnit,
 }
 
 /// Marks a block-local id index (the other indices are global ones).
@@ -107,22 +110,6 @@ pub(crate) struct BlockRows<'a, 'o> {
     pub error: Option<BlockError>,
 }
 
-/// Parses a non-negative integer of ASCII digits (Unix epoch seconds).
-pub(crate) fn parse_timestamp(raw: &[u8]) -> Option<i64> {
-    let digits = raw.strip_prefix(b"+").unwrap_or(raw);
-    if digits.is_empty() || digits.len() > 18 {
-        return None;
-    }
-    let mut value: i64 = 0;
-    for &b in digits {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        value = value * 10 + i64::from(b - b'0');
-    }
-    Some(value)
-}
-
 fn parse_event_value(raw: &[u8]) -> Option<f32> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Some(f32::NAN);
@@ -164,13 +151,9 @@ impl<'a> BlockRows<'a, '_> {
             Err(m) => return self.fail(line, layout.item, &item_raw, m),
         };
         let ts_raw = field(layout.timestamp);
-        let Some(ts) = parse_timestamp(&ts_raw) else {
-            return self.fail(
-                line,
-                layout.timestamp,
-                &ts_raw,
-                "expected non-negative integer Unix epoch seconds",
-            );
+        let ts = match read_timestamp(&ts_raw, layout.timestamp_unit) {
+            Ok(ts) => ts,
+            Err(m) => return self.fail(line, layout.timestamp, &ts_raw, &m),
         };
         if let Some(column) = layout.event_type {
             let raw = field(column);
@@ -205,6 +188,17 @@ impl<'a> BlockRows<'a, '_> {
             column: None,
             value: value.to_vec(),
             message,
+        });
+    }
+
+    /// Records a record past [`MAX_RECORD_BYTES`] (`record` starts at the record's first byte).
+    fn record_too_long(&mut self, line: u64, record: &[u8], width: usize) {
+        let (field, value) = overlong_field(record);
+        self.error = Some(BlockError {
+            line,
+            column: (field < width).then_some(field),
+            value: value.to_vec(),
+            message: too_long_message(),
         });
     }
 }
@@ -307,6 +301,10 @@ fn parse_plain<'a>(
                 if k < next.records.len() {
                     prefetch(rows, next, k);
                 }
+                if end - start > MAX_RECORD_BYTES {
+                    rows.record_too_long(line, &block[start..end], width);
+                    return false;
+                }
                 let own = batch.fields_of(k);
                 if own.len() != width {
                     let message = format!(
@@ -384,9 +382,14 @@ fn parse_quoted<'a>(
     known: Known<'_>,
     rows: &mut BlockRows<'a, '_>,
 ) {
+    // Records end at `\n` only, as on the fast path: with the crate's default CRLF terminator a
+    // `\r` ends the record and the `\n` after it is counted as the next record's line, so every
+    // line number after a quoted field in a CRLF file came out one too low. The `\r` of a `\r\n`
+    // is cut from the last field below.
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
         .from_reader(block);
     let mut record = csv::ByteRecord::new();
     loop {
@@ -399,8 +402,16 @@ fn parse_quoted<'a>(
                 return;
             }
         }
+        let start = record.position().map_or(0, |p| p.byte() as usize);
+        let raw = &block[start..reader.position().byte() as usize];
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let ends_with_cr = raw.ends_with(b"\r");
         let line = record.position().map_or(0, |p| p.line().saturating_sub(1));
-        if record.len() == 1 && record[0].is_empty() {
+        if raw.len() - usize::from(ends_with_cr) > MAX_RECORD_BYTES {
+            rows.record_too_long(line, &block[start..], layout.width);
+            return;
+        }
+        if record.len() == 1 && (record[0].is_empty() || (ends_with_cr && &record[0] == b"\r")) {
             continue;
         }
         if record.len() != layout.width {
@@ -412,7 +423,13 @@ fn parse_quoted<'a>(
             rows.record_error(line, record.as_slice(), message);
             return;
         }
-        let fields: Vec<Vec<u8>> = record.iter().map(<[u8]>::to_vec).collect();
+        let mut fields: Vec<Vec<u8>> = record.iter().map(<[u8]>::to_vec).collect();
+        if ends_with_cr {
+            // A `\r` outside quotes before the line end (a `\r` inside quotes is kept).
+            if let Some(last) = fields.last_mut() {
+                last.pop();
+            }
+        }
         if !rows.push_record(layout, known, line, |i| Cow::Owned(fields[i].clone())) {
             return;
         }
@@ -498,6 +515,7 @@ mod tests {
             event_type: None,
             event_value: None,
             width: 3,
+            timestamp_unit: TimestampUnit::Seconds,
         }
     }
 
@@ -505,7 +523,8 @@ mod tests {
     fn plain_and_quoted_paths_agree() {
         let plain = b"u,a,1\nv,b,2\r\n\nu,b,3\n";
         let quoted = b"\"u\",a,1\nv,\"b\",2\r\n\nu,b,3\n";
-        for block in [&plain[..], &quoted[..]] {
+        let crlf = b"\"u\",a,1\r\nv,b,\"2\"\r\n\r\nu,b,3\r\n";
+        for block in [&plain[..], &quoted[..], &crlf[..]] {
             parse(block, |rows| {
                 assert!(rows.error.is_none());
                 assert_eq!(rows.cols.user.as_slice(), [LOCAL, LOCAL | 1, LOCAL]);
@@ -533,6 +552,16 @@ mod tests {
         });
         parse(b"u,a,1\n\nu,a\n", |rows| {
             assert_eq!(rows.error.as_ref().unwrap().line, 2);
+        });
+        // CRLF after a quoted field: the line count is not shifted by the `\r\n`s.
+        parse(b"\"u\",a,1\r\nu,b,2\r\n\r\nu,c,x\r\n", |rows| {
+            let error = rows.error.as_ref().unwrap();
+            assert_eq!((error.line, error.column), (3, Some(2)));
+        });
+        // A `\r` inside quotes is part of the field.
+        parse(b"u,\"a\r\",1\r\n", |rows| {
+            let error = rows.error.as_ref().unwrap();
+            assert_eq!((error.line, error.column), (0, Some(1)));
         });
     }
 }

@@ -5,7 +5,7 @@
 //! any other column is kept out of the data and listed in `ignored_columns`.
 //!
 //! The file is read in batches of four blocks (the first batches small, then [`BLOCK_BYTES`] each;
-//! plus one record), never whole. Each
+//! plus one record, at most 1 MiB: see `record_limit`), never whole. Each
 //! batch is cut at record boundaries into blocks that are parsed in parallel (`csv_block`), then
 //! merged in file order, so the result — and the first error reported — is the same as a
 //! sequential parse.
@@ -26,6 +26,8 @@ use crate::csv_block::{
 use crate::error::{excerpt, Error, Result};
 use crate::id_map::IdMap;
 use crate::interactions::Interactions;
+use crate::record_limit::{overlong_field, too_long_message, MAX_RECORD_BYTES};
+use crate::timestamps::TimestampUnit;
 
 /// Bytes parsed by one task. Small batches (four blocks) keep a batch's text and columns in the
 /// last-level cache until they are merged: 2 MB blocks loaded 10M rows ~20% faster than 16 MB ones.
@@ -49,7 +51,7 @@ fn schema(file: &str, line: u64, column: &str, value: &[u8], message: impl Into<
     }
 }
 
-fn parse_header(file: &str, raw_header: &[u8]) -> Result<Header> {
+fn parse_header(file: &str, raw_header: &[u8], timestamp_unit: TimestampUnit) -> Result<Header> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -112,6 +114,7 @@ fn parse_header(file: &str, raw_header: &[u8]) -> Result<Header> {
         event_type: find("EVENT_TYPE")?,
         event_value: find("EVENT_VALUE")?,
         width: names.len(),
+        timestamp_unit,
     };
     let used = [
         Some(layout.user),
@@ -260,9 +263,15 @@ impl Merger {
     }
 }
 
-/// Reads an interactions CSV file.
+/// Reads an interactions CSV file whose TIMESTAMP column is in Unix epoch seconds.
 pub fn read_csv(path: &Path) -> Result<Interactions> {
-    read_csv_in_blocks(path, BLOCK_BYTES)
+    read_csv_with_unit(path, TimestampUnit::Seconds)
+}
+
+/// Reads an interactions CSV file whose TIMESTAMP column is in `timestamp_unit`; values are
+/// converted to whole seconds (rounded down) and must lie in 1970-01-01 ..= 2199-12-31 UTC.
+pub fn read_csv_with_unit(path: &Path, timestamp_unit: TimestampUnit) -> Result<Interactions> {
+    read_csv_in_blocks(path, BLOCK_BYTES, timestamp_unit)
 }
 
 /// The block size of batch `batch` (0-based): the first batches are small, so that the ids they
@@ -273,25 +282,47 @@ fn batch_block_bytes(block_bytes: usize, batch: usize) -> usize {
 }
 
 /// [`read_csv`] with a given block size (batches hold four blocks); the result does not depend on it.
-fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
+fn read_csv_in_blocks(
+    path: &Path,
+    block_bytes: usize,
+    timestamp_unit: TimestampUnit,
+) -> Result<Interactions> {
     let batch_bytes = 4 * block_bytes;
     let file_name = path.display().to_string();
     let mut source = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut buf = Vec::with_capacity(batch_bytes + (1 << 20));
 
-    // The header: the first record.
+    // The header: the first record. A buffer of more than `MAX_RECORD_BYTES + 1` bytes (a `\r`
+    // before the line break is not counted) without a record end holds an overlong record.
     let mut eof = fill(&mut source, &mut buf, 1 << 16, path)?;
     let header_end = loop {
         if let Some(end) = first_record_end(&buf) {
             break end;
         }
-        if eof {
+        if eof || buf.len() > MAX_RECORD_BYTES + 1 {
             break buf.len();
         }
-        let want = buf.len() * 2;
+        let want = (buf.len() * 2).min(MAX_RECORD_BYTES + 2);
         eof = fill(&mut source, &mut buf, want, path)?;
     };
-    let header = parse_header(&file_name, &buf[..header_end])?;
+    if let Some(cr) = lone_carriage_return(&buf[..header_end]) {
+        // Supporting them would mean rewriting `\r` to `\n` on every path, quoted fields included,
+        // for a format last written by Mac OS 9; a clear error costs the user one `tr`.
+        return Err(schema(
+            &file_name,
+            1,
+            "*",
+            &buf[..cr],
+            "CR-only line endings (classic Mac OS) are not supported: expected lines ending in \
+             \\n or \\r\\n; convert the file first, e.g. with tr '\\r' '\\n'",
+        ));
+    }
+    if record_bytes(&buf[..header_end]) > MAX_RECORD_BYTES {
+        let (field, value) = overlong_field(&buf);
+        let column = format!("#{}", field + 1);
+        return Err(schema(&file_name, 1, &column, value, too_long_message()));
+    }
+    let header = parse_header(&file_name, &buf[..header_end], timestamp_unit)?;
     buf.drain(..header_end);
 
     let mut merger = Merger {
@@ -339,10 +370,21 @@ fn read_csv_in_blocks(path: &Path, block_bytes: usize) -> Result<Interactions> {
         } else {
             match last_record_end(&buf) {
                 Some(end) => end,
+                None if buf.len() > MAX_RECORD_BYTES + 1 => {
+                    // `buf` starts at a record, which is too long to hold: stop reading.
+                    let (field, value) = overlong_field(&buf);
+                    let column = header.names.get(field).map_or("*", String::as_str);
+                    return Err(schema(
+                        &file_name,
+                        lines_before + 1,
+                        column,
+                        value,
+                        too_long_message(),
+                    ));
+                }
                 None => {
-                    // One record longer than the batch: read on.
-                    let want = buf.len() * 2;
-                    eof = fill(&mut source, &mut buf, want, path)?;
+                    // One record longer than the batch: read on, up to the longest allowed.
+                    eof = fill(&mut source, &mut buf, MAX_RECORD_BYTES + 2, path)?;
                     continue;
                 }
             }
@@ -504,6 +546,26 @@ fn first_record_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// The position of the first `\r` outside quotes in `header` (the first record, with its line
+/// break) that is not followed by `\n`: a file with CR-only line endings.
+fn lone_carriage_return(header: &[u8]) -> Option<usize> {
+    let mut inside = false;
+    for (i, &b) in header.iter().enumerate() {
+        match b {
+            b'"' => inside = !inside,
+            b'\r' if !inside && header.get(i + 1) != Some(&b'\n') => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The length of `record` without its line break (`\n` or `\r\n`).
+fn record_bytes(record: &[u8]) -> usize {
+    let record = record.strip_suffix(b"\n").unwrap_or(record);
+    record.strip_suffix(b"\r").unwrap_or(record).len()
+}
+
 /// The byte offset where 0-based line `line` of `buf` starts.
 fn nth_line_start(buf: &[u8], line: u64) -> usize {
     if line == 0 {
@@ -520,6 +582,19 @@ mod tests {
     use std::io::Write;
 
     fn load(text: &[u8]) -> Result<Interactions> {
+        load_in_blocks(text, BLOCK_BYTES)
+    }
+
+    fn load_in_blocks(text: &[u8], block_bytes: usize) -> Result<Interactions> {
+        load_with(text, |path| {
+            read_csv_in_blocks(path, block_bytes, TimestampUnit::Seconds)
+        })
+    }
+
+    fn load_with(
+        text: &[u8],
+        read: impl FnOnce(&Path) -> Result<Interactions>,
+    ) -> Result<Interactions> {
         let dir =
             std::env::temp_dir().join(format!("hrnn-csv-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -528,7 +603,7 @@ mod tests {
             .unwrap()
             .write_all(text)
             .unwrap();
-        let result = read_csv(&path);
+        let result = read(&path);
         std::fs::remove_dir_all(&dir).ok();
         result
     }
@@ -584,6 +659,19 @@ mod tests {
         assert!(m.contains("empty file"), "{m}");
         let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\n");
         assert!(m.contains("header only"), "{m}");
+        let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\ru,a,1\ru,b,2\r");
+        assert!(
+            m.contains("line 1, column *: CR-only line endings")
+                && m.contains("not supported")
+                && m.contains("(found \"USER_ID,ITEM_ID,TIMESTAMP\")"),
+            "{m}"
+        );
+        let big_cr_only = "u,a,1\r".repeat(400_000);
+        let m = message(format!("USER_ID,ITEM_ID,TIMESTAMP\r{big_cr_only}").as_bytes());
+        assert!(m.contains("CR-only"), "{m}");
+        // A `\r` inside a quoted header name is not a line ending.
+        let m = message(b"USER_ID,ITEM_ID,TIMESTAMP,\"A\rB\"\r\n");
+        assert!(m.contains("header only"), "{m}");
         let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,1,2\n");
         assert!(
             m.contains("expected 3 fields") && m.contains("line 2"),
@@ -606,6 +694,43 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_in_a_finer_unit_are_an_error_unless_asked_for() {
+        let text = b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,1700000000000\nu,b,1700000060999\n";
+        let m = message(text);
+        assert!(
+            m.contains("line 2, column TIMESTAMP: out of range")
+                && m.contains("as milliseconds it is 2023-11-14 22:13:20 UTC")
+                && m.contains("timestamp_unit=\"ms\"")
+                && m.contains("(found \"1700000000000\")"),
+            "{m}"
+        );
+        let ms = |path: &Path| read_csv_with_unit(path, TimestampUnit::Milliseconds);
+        let data = load_with(text, ms).unwrap();
+        assert_eq!(data.timestamp, vec![1_700_000_000, 1_700_000_060]);
+        // In milliseconds, a value past 2199 is out of range too.
+        let m = load_with(b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,1700000000000000\n", ms)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("Unix epoch milliseconds from 0 to 7258118399999")
+                && m.contains("timestamp_unit=\"us\""),
+            "{m}"
+        );
+        // i64::MAX is parsed, and the message states the range actually accepted.
+        let m = message(b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,9223372036854775807\n");
+        assert!(
+            m.contains("out of range: expected Unix epoch seconds from 0 to 7258118399"),
+            "{m}"
+        );
+        assert_eq!(
+            load(b"USER_ID,ITEM_ID,TIMESTAMP\nu,a,7258118399\n")
+                .unwrap()
+                .timestamp,
+            vec![7_258_118_399]
+        );
+    }
+
+    #[test]
     fn block_size_does_not_change_the_result() {
         let mut text = String::from("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n");
         for i in 0..500 {
@@ -622,7 +747,7 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let whole = read_csv(&path).unwrap();
         for block in [7, 64, 300] {
-            let small = read_csv_in_blocks(&path, block).unwrap();
+            let small = read_csv_in_blocks(&path, block, TimestampUnit::Seconds).unwrap();
             assert_eq!(small.user, whole.user);
             assert_eq!(small.item, whole.item);
             assert_eq!(small.timestamp, whole.timestamp);
@@ -633,13 +758,61 @@ mod tests {
         text.push_str("u1,i1,oops,t1\n");
         std::fs::write(&path, &text).unwrap();
         for block in [7, 64, 1 << 20] {
-            let message = read_csv_in_blocks(&path, block).unwrap_err().to_string();
+            let message = read_csv_in_blocks(&path, block, TimestampUnit::Seconds)
+                .unwrap_err()
+                .to_string();
             assert!(
                 message.contains("line 502") && message.contains("oops"),
                 "{message}"
             );
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn records_past_1_mib_are_rejected_where_they_start() {
+        let long = |n: usize| "x".repeat(n);
+        // A record of exactly MAX_RECORD_BYTES (its CRLF not counted) is fine, one byte more is
+        // not, whether the record ends inside a batch or past it.
+        let header = "USER_ID,ITEM_ID,TIMESTAMP,NOTE\r\n";
+        let exact = format!("{header}u,a,1,{}\r\nu,b,2,\r\n", long(MAX_RECORD_BYTES - 6));
+        let over = format!("{header}u,a,1,\r\nu,b,2,{}\r\n", long(MAX_RECORD_BYTES - 5));
+        for block in [7, 1 << 16, BLOCK_BYTES] {
+            assert_eq!(load_in_blocks(exact.as_bytes(), block).unwrap().len(), 2);
+            let m = load_in_blocks(over.as_bytes(), block)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                m.contains("line 3, column NOTE") && m.contains("at most 1048576 bytes"),
+                "{m}"
+            );
+        }
+        // Far past the limit, with more lines after it: reading stops at the limit.
+        let huge = format!(
+            "USER_ID,ITEM_ID,TIMESTAMP,NOTE\nu,a,1,\nu,b,2,\"x\ny\"\nu,a,{},\nu,b,3,\n",
+            "9".repeat(5 * MAX_RECORD_BYTES)
+        );
+        let m = message(huge.as_bytes());
+        assert!(
+            m.contains("line 5, column TIMESTAMP") && m.contains("(found \"999"),
+            "{m}"
+        );
+        // The last record, without a line break.
+        let last = format!("USER_ID,ITEM_ID,TIMESTAMP\nu,a,1\n{},a,1", long(2 << 20));
+        assert!(message(last.as_bytes()).contains("line 3, column USER_ID"));
+        // A quote left open early in a big file.
+        let open = format!(
+            "USER_ID,ITEM_ID,TIMESTAMP\nu,\"a,1\n{}",
+            "u,a,1\n".repeat(400_000)
+        );
+        let m = message(open.as_bytes());
+        assert!(
+            m.contains("line 2, column ITEM_ID") && m.contains("quote left open"),
+            "{m}"
+        );
+        // The header.
+        let header = format!("USER_ID,ITEM_ID,TIMESTAMP,{}\nu,a,1,x\n", long(2 << 20));
+        assert!(message(header.as_bytes()).contains("line 1, column #4"));
     }
 
     #[test]

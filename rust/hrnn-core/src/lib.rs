@@ -12,10 +12,13 @@ pub mod huge_pages;
 pub mod id_map;
 pub mod id_table;
 pub mod interactions;
+mod record_limit;
 mod separators;
 pub mod sessions;
+pub mod timestamps;
 pub mod training;
 
 pub use error::{Error, Result};
 pub use interactions::{Columns, DropRule, Interactions};
 pub use sessions::{sessionize, Sessions};
+pub use timestamps::TimestampUnit;

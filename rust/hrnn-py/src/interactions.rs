@@ -28,11 +28,15 @@ impl Interactions {
 
 #[pymethods]
 impl Interactions {
-    /// Reads a CSV file (streaming, in Rust).
+    /// Reads a CSV file (streaming, in Rust); TIMESTAMP in `timestamp_unit` (s, ms, us, ns).
     #[staticmethod]
-    fn from_csv(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        py.detached(|| hrnn_core::csv_reader::read_csv(&path))
-            .map(Self::wrap)
+    #[pyo3(signature = (path, timestamp_unit="s"))]
+    fn from_csv(py: Python<'_>, path: PathBuf, timestamp_unit: &str) -> PyResult<Self> {
+        py.detached(|| {
+            let unit = timestamp_unit.parse()?;
+            hrnn_core::csv_reader::read_csv_with_unit(&path, unit)
+        })
+        .map(Self::wrap)
     }
 
     /// Builds interactions from columns.

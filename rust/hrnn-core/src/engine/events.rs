@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 
 /// Longest id or event type accepted (Personalize's limit).
 pub const MAX_ID_CHARS: usize = 256;
-/// Latest plausible `sent_at`: 2200-01-01T00:00:00Z in Unix seconds.
+/// First implausible `sent_at`: 2200-01-01T00:00:00Z in Unix seconds (the CSV reader's bound too).
 pub const MAX_SENT_AT: f64 = 7_258_118_400.0;
 
 /// What one `put_events` call may carry. The defaults are Personalize's documented PutEvents
@@ -141,7 +141,7 @@ pub fn validate_call(user_id: Option<&str>, session_id: &str) -> Result<()> {
 /// Checks that `t` is plausible Unix seconds: finite, from 1970 to 2200. A value that is Unix
 /// seconds times 10³, 10⁶ or 10⁹ gets a message naming the unit it is probably in.
 pub fn check_time(t: f64) -> std::result::Result<(), String> {
-    if t.is_finite() && (0.0..=MAX_SENT_AT).contains(&t) {
+    if t.is_finite() && (0.0..MAX_SENT_AT).contains(&t) {
         return Ok(());
     }
     let unit = [
@@ -153,9 +153,12 @@ pub fn check_time(t: f64) -> std::result::Result<(), String> {
     .find(|(scale, _)| t.is_finite() && (1e9..=MAX_SENT_AT).contains(&(t / scale)));
     Err(match unit {
         Some((scale, name)) => format!(
-            "expected Unix seconds (1970–2200), found {t}, which looks like {name}: divide by {scale}"
+            "expected Unix seconds (1970–2199), found {t}, which looks like {name}: divide by {scale}"
         ),
-        None => format!("expected finite Unix seconds from 0 to {MAX_SENT_AT} (1970–2200), found {t}"),
+        None => format!(
+            "expected finite Unix seconds from 0 to {} (1970–2199), found {t}",
+            MAX_SENT_AT - 1.0
+        ),
     })
 }
 
@@ -229,8 +232,10 @@ mod tests {
             e.sent_at = t;
             assert!(validate(&e, 0).is_err(), "{t}");
         }
-        e.sent_at = MAX_SENT_AT;
+        e.sent_at = MAX_SENT_AT - 1.0;
         assert!(validate(&e, 0).is_ok());
+        e.sent_at = MAX_SENT_AT;
+        assert!(validate(&e, 0).is_err());
         let mut e = event();
         e.sent_at = f64::NAN;
         assert!(validate(&e, 1)
