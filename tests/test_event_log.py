@@ -186,24 +186,31 @@ def test_one_writer_per_log_and_readers_change_nothing(tmp_path: Path) -> None:
     assert hrnn.Recommender.load(TINY, event_log=log).stats()["event_log_dropped_bytes"] == 2
 
 
-def test_a_log_written_for_another_model_is_replayed_with_a_warning(
+def test_a_log_written_for_another_model_replays_only_what_that_model_has_not_learnt(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Events recorded for another model are replayed only if newer than this model's training
+    data (its cut-off): older ones are in that data already and would count twice."""
     log = tmp_path / "events.log"
-    fill(log).close()
+    with fill(log) as rec:  # 8 events, all older than the tiny model's latest training event
+        later = {"event_type": "click", "sent_at": 1_800_000_000, "item_id": "item2"}
+        rec.put_events(user_id="user1", session_id="s", events=[later])
     retrained = tmp_path / "retrained"
     shutil.copytree(TINY, retrained)
     with (retrained / "model.json").open("a") as f:
         f.write("\n")  # another model's bytes (the fingerprint covers both files)
     with caplog.at_level(logging.WARNING, logger="hrnn.recommender"):
         rec = hrnn.Recommender.load(retrained, event_log=log)
-    assert rec.stats()["event_log_other_model"]
+    stats = rec.stats()
+    assert stats["event_log_other_model"]
+    assert (stats["events_replayed"], stats["events_before_cutoff"]) == (1, 8)
     assert "last written for another model" in caplog.text
     rec.close()
     caplog.clear()
-    # The log now records the new model: the next load is quiet.
+    # The log now records the new model: the next load is quiet, and replays the same.
     with caplog.at_level(logging.WARNING, logger="hrnn.recommender"):
-        assert not hrnn.Recommender.load(retrained, event_log=log).stats()["event_log_other_model"]
+        again = hrnn.Recommender.load(retrained, event_log=log).stats()
+    assert not again["event_log_other_model"] and again["events_replayed"] == 1
     assert caplog.text == ""
 
 

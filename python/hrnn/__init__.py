@@ -18,7 +18,7 @@ from hrnn.exceptions import (
     SchemaError,
 )
 from hrnn.interactions import DEFAULT_SESSION_TIMEOUT, DataReport, DropRule, Interactions
-from hrnn.recommender import BatchRecommendations, Recommendations, Recommender
+from hrnn.recommender import BatchRecommendations, Recommendations, Recommender, SwapReport
 from hrnn.sessions import Sessions
 from hrnn.threads import get_num_threads, set_num_threads
 from hrnn.trained_model import TrainedModel
@@ -46,6 +46,7 @@ __all__ = [
     "RepairReport",
     "SchemaError",
     "Sessions",
+    "SwapReport",
     "TrainedModel",
     "__version__",
     "evaluate",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -13,22 +13,54 @@ import numpy.typing as npt
 
 from hrnn import _hrnn
 
-__all__ = ["BatchRecommendations", "Recommendations", "Recommender"]
+__all__ = ["BatchRecommendations", "Recommendations", "Recommender", "SwapReport"]
 
 logger = logging.getLogger(__name__)
 
 
-class BatchRecommendations(NamedTuple):
-    """What :meth:`Recommender.recommend_batch` returns.
+class BatchRecommendations:
+    """What :meth:`Recommender.recommend_batch` returns (unpacks as ``item_indices, scores``).
 
     Attributes:
         item_indices: int64 ``[n, k]``, item indices best first; ``-1`` pads rows that have fewer
-            than ``k`` items left after exclusions. Map them with :meth:`Recommender.item_ids_of`.
+            than ``k`` items left after exclusions. :meth:`item_ids` maps them.
         scores: float32 ``[n, k]``, the matching scores (``0`` in padded slots).
     """
 
-    item_indices: npt.NDArray[np.int64]
-    scores: npt.NDArray[np.float32]
+    __slots__ = ("_ids", "_model_ids", "item_indices", "scores")
+
+    def __init__(
+        self,
+        item_indices: npt.NDArray[np.int64],
+        scores: npt.NDArray[np.float32],
+        model_ids: _hrnn.ItemIds | None = None,
+    ) -> None:
+        self.item_indices = item_indices
+        self.scores = scores
+        self._model_ids = model_ids
+        self._ids: npt.NDArray[np.object_] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.item_indices, self.scores))
+
+    def item_ids(self) -> npt.NDArray[np.object_]:
+        """The item ids of :attr:`item_indices` (same shape; ``None`` for ``-1`` padding), taken
+        from the model that answered — right even if the recommender swapped models since."""
+        if self._ids is None:
+            if self._model_ids is None:
+                raise ValueError("item_ids: this batch was built without its model's item ids")
+            table = np.asarray([*self._model_ids.tolist(), None], dtype=object)
+            self._ids = table[self.item_indices]
+        return self._ids
+
+
+class SwapReport(NamedTuple):
+    """What :meth:`Recommender.swap` did."""
+
+    events_replayed: int
+    """Logged events applied to the new model's states."""
+    events_before_cutoff: int
+    """Logged events left out as already in the new model's training data."""
 
 
 class Recommendations(list[tuple[str, float]]):
@@ -110,9 +142,10 @@ class Recommender:
                 has the same state. A torn tail (a crash mid-write) is dropped with a logged
                 warning; damage anywhere else is an :class:`EventLogError` (``hrnn repair-log``
                 salvages every intact record). The recommender holds the log's writer lock until
-                it is garbage-collected: a second writer gets :class:`EventLogLockedError`. A log
-                last written for another model is replayed with a logged warning (its events may
-                already be in the new model's training data).
+                :meth:`close` (or garbage collection): a second writer gets
+                :class:`EventLogLockedError`. Events recorded for another model (a log kept across
+                a retrain) are replayed only if newer than this model's training data — older ones
+                are in it already (``stats()["events_before_cutoff"]``).
             precision: how the item table (the output layer, by far the largest tensor) is held
                 in memory; the model file is unchanged. ``"fp32"`` (default) scores exactly as
                 trained. ``"bf16"`` rounds each output weight to bfloat16 (nearest, ties to even;
@@ -157,10 +190,11 @@ class Recommender:
             )
         if stats["event_log_other_model"]:
             logger.warning(
-                "event log %s was last written for another model; its %d events were replayed "
-                "onto this one (events already in this model's training data count twice)",
+                "event log %s was last written for another model: replayed %d of its events, left "
+                "out %d recorded for other models and not newer than this model's training data",
                 os.fspath(event_log or ""),
                 stats["events_replayed"],
+                stats["events_before_cutoff"],
             )
         if stats["events_replayed_duplicate"]:
             logger.warning(
@@ -259,7 +293,7 @@ class Recommender:
         exclude, types = _seen_filter(exclude_seen)
         users = _id_list(user_ids, "user_ids")
         assert users is not None
-        indices, scores = self._inner.recommend_batch(
+        indices, scores, model_ids = self._inner.recommend_batch(
             users,
             _check_num_results(num_results),
             exclude_seen=exclude,
@@ -267,12 +301,15 @@ class Recommender:
             at=_check_time(at),
             seen_event_types=types,
         )
-        return BatchRecommendations(indices, scores)
+        return BatchRecommendations(indices, scores, model_ids)
 
     def item_ids_of(self, item_indices: npt.ArrayLike) -> npt.NDArray[np.object_]:
-        """Maps item indices (any shape) to item ids; ``-1`` padding maps to ``None``."""
-        if self._item_ids is None:
-            self._item_ids = np.asarray([*self._inner.item_ids, None], dtype=object)
+        """Maps item indices (any shape) of the current model to item ids; ``-1`` padding maps to
+        ``None``. For a batch's indices, :meth:`BatchRecommendations.item_ids` is right across a
+        :meth:`swap` too."""
+        ids = self._inner.item_ids
+        if self._item_ids is None or len(self._item_ids) != len(ids) + 1 or self._item_ids[-2] != ids[-1]:
+            self._item_ids = np.asarray([*ids, None], dtype=object)
         indices = np.asarray(item_indices, dtype=np.int64)
         if indices.size and (indices.min() < -1 or indices.max() >= self.num_items):
             raise ValueError(
@@ -331,6 +368,30 @@ class Recommender:
             None if user_id is None else _require_id(user_id, "user_id"),
         )
 
+    def swap(self, model_dir: str | os.PathLike[str]) -> SwapReport:
+        """Replaces the model with the one in ``model_dir`` while requests are served.
+
+        The new model is read and checked while the old one keeps serving (one that fails to load
+        raises and leaves the old one in place). Then, with :meth:`put_events` paused for the
+        moment it takes: each user's real-time state is rebuilt from the new model's stored state
+        plus the logged events it has not learnt from — every event logged after its training
+        cut-off (the latest timestamp in its training data), and every event recorded for it — and
+        the event log records the new model and keeps running. Queries that started before the
+        swap finish on the old model. No event is lost or applied twice. Without an event log the
+        new model starts from its stored states (nothing recorded the events since the old one).
+
+        Returns:
+            How many logged events were replayed onto the new model, and how many were left out
+            as already in its training data.
+
+        Raises:
+            ModelFormatError, FileNotFoundError: the new model cannot be loaded (the old one
+                keeps serving).
+        """
+        replayed, before_cutoff = self._inner.swap(os.fspath(model_dir))
+        self._item_ids = None
+        return SwapReport(replayed, before_cutoff)
+
     def close(self) -> None:
         """Closes the event log, releasing its writer lock, once the calls in flight are done.
 
@@ -357,7 +418,8 @@ class Recommender:
     def stats(self) -> dict[str, int | bool]:
         """Counters: ``events_accepted``, ``events_duplicate`` (repeats dropped),
         ``events_unknown_item``, ``events_without_item``, ``events_replayed``,
-        ``events_replayed_duplicate``, ``event_log_dropped_bytes`` (a torn tail cut at load),
+        ``events_replayed_duplicate``, ``events_before_cutoff`` (logged events left out as already
+        in the model's training data), ``event_log_dropped_bytes`` (a torn tail cut at load),
         ``event_log_events`` (events in the log), ``users_with_events``; and
         ``event_log_other_model`` (the log was last written for another model)."""
         return self._inner.stats()

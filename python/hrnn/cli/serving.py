@@ -100,7 +100,7 @@ def cmd_batch_recommend(args: argparse.Namespace) -> int:
                     record["userId"] for (record, err), _ in parsed if err is None and record is not None
                 ]
                 batch = rec.recommend_batch(users, num_results=args.num_results) if users else None
-                ids = rec.item_ids_of(batch.item_indices).tolist() if batch is not None else []
+                ids = batch.item_ids().tolist() if batch is not None else []
                 scores = batch.scores.tolist() if batch is not None else []
                 k = 0
                 for (record, err), number in parsed:

@@ -5,9 +5,9 @@
 //! load, so a result costs reference-count increments rather than string copies.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use hrnn_core::engine::model::Precision;
+use hrnn_core::engine::model::{Model, Precision};
 use hrnn_core::engine::{self, EventLimits, Options, Query};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
@@ -21,11 +21,51 @@ use crate::events::event_from_dict;
 /// `(item id, score)` pairs, best first.
 type Scored<'py> = Vec<(Bound<'py, PyString>, f32)>;
 
+/// Item ids as Python strings, for one model (so results map indices with the model that made
+/// them, even across a swap).
+struct ItemStrings {
+    model: Arc<Model>,
+    strings: Arc<Vec<Py<PyString>>>,
+}
+
+impl ItemStrings {
+    fn of(py: Python<'_>, model: Arc<Model>) -> Self {
+        let strings = model
+            .item_ids
+            .iter()
+            .map(|s| PyString::new(py, s).unbind())
+            .collect();
+        Self {
+            model,
+            strings: Arc::new(strings),
+        }
+    }
+}
+
 /// A loaded model serving recommendations, with per-user state kept current by events.
 #[pyclass(frozen, module = "hrnn._hrnn")]
 pub struct Recommender {
     inner: Arc<engine::Recommender>,
-    item_strings: Vec<Py<PyString>>,
+    /// The current model's item ids (rebuilt once after a swap, by the first query that needs them).
+    item_strings: Mutex<ItemStrings>,
+}
+
+/// The item ids of the model that answered a batch (kept alive by this handle).
+#[pyclass(frozen, module = "hrnn._hrnn")]
+pub struct ItemIds {
+    model: Arc<Model>,
+}
+
+#[pymethods]
+impl ItemIds {
+    fn __len__(&self) -> usize {
+        self.model.num_items()
+    }
+
+    /// Every item id, by item index.
+    fn tolist(&self) -> Vec<String> {
+        self.model.item_ids.clone()
+    }
 }
 
 fn query(
@@ -53,15 +93,13 @@ fn query(
 }
 
 impl Recommender {
-    fn ids<'py>(
-        &self,
-        py: Python<'py>,
-        items: impl IntoIterator<Item = u32>,
-    ) -> Vec<Bound<'py, PyString>> {
-        items
-            .into_iter()
-            .map(|j| self.item_strings[j as usize].bind(py).clone())
-            .collect()
+    /// The item-id strings of `model` (cached for the current one).
+    fn strings(&self, py: Python<'_>, model: &Arc<Model>) -> Arc<Vec<Py<PyString>>> {
+        let mut cached = self.item_strings.lock().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&cached.model, model) {
+            *cached = ItemStrings::of(py, Arc::clone(model));
+        }
+        Arc::clone(&cached.strings)
     }
 }
 
@@ -93,12 +131,7 @@ impl Recommender {
             },
         };
         let inner = py.detached(|| engine::Recommender::load_with(&model_dir, options))?;
-        let item_strings = inner
-            .model()
-            .item_ids
-            .iter()
-            .map(|s| PyString::new(py, s).unbind())
-            .collect();
+        let item_strings = Mutex::new(ItemStrings::of(py, inner.model()));
         Ok(Self {
             inner: Arc::new(inner),
             item_strings,
@@ -128,17 +161,18 @@ impl Recommender {
             include_items,
             at,
         )?;
-        let inner = &self.inner;
-        let (scored, personalized) = py.detached(|| inner.recommend_explained(&user_id, &q))?;
+        let snapshot = self.inner.snapshot();
+        let (scored, personalized) = py.detached(|| snapshot.recommend_explained(&user_id, &q))?;
+        let strings = self.strings(py, snapshot.model());
         let items = scored
             .into_iter()
-            .map(|(j, s)| (self.item_strings[j as usize].bind(py).clone(), s))
+            .map(|(j, s)| (strings[j as usize].bind(py).clone(), s))
             .collect();
         Ok((items, personalized))
     }
 
-    /// Many users at once: (item indices int64 [n, k], scores float32 [n, k]); -1 / 0 pad rows
-    /// with fewer than k items.
+    /// Many users at once: (item indices int64 [n, k], scores float32 [n, k], the item ids those
+    /// indices refer to); -1 / 0 pad rows with fewer than k items.
     #[allow(clippy::type_complexity)]
     #[pyo3(signature = (user_ids, num_results=25, exclude_seen=false, exclude_items=None, at=None, seen_event_types=None))]
     #[allow(clippy::too_many_arguments)]
@@ -151,7 +185,11 @@ impl Recommender {
         exclude_items: Option<Vec<String>>,
         at: Option<f64>,
         seen_event_types: Option<Vec<String>>,
-    ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+    ) -> PyResult<(
+        Bound<'py, PyArray2<i64>>,
+        Bound<'py, PyArray2<f32>>,
+        ItemIds,
+    )> {
         let q = query(
             num_results,
             exclude_seen,
@@ -160,10 +198,10 @@ impl Recommender {
             None,
             at,
         )?;
-        let inner = &self.inner;
-        let k = q.num_results.min(inner.model().num_items());
+        let snapshot = self.inner.snapshot();
+        let k = q.num_results.min(snapshot.model().num_items());
         let (indices, scores) = py.detached(|| {
-            let rows = inner.recommend_batch(&user_ids, &q)?;
+            let rows = snapshot.recommend_batch(&user_ids, &q)?;
             let mut indices = Array2::from_elem((rows.len(), k), -1i64);
             let mut scores = Array2::zeros((rows.len(), k));
             for (u, row) in rows.iter().enumerate() {
@@ -174,7 +212,10 @@ impl Recommender {
             }
             Ok((indices, scores))
         })?;
-        Ok((indices.into_pyarray(py), scores.into_pyarray(py)))
+        let ids = ItemIds {
+            model: Arc::clone(snapshot.model()),
+        };
+        Ok((indices.into_pyarray(py), scores.into_pyarray(py), ids))
     }
 
     /// Records events for a user (or an anonymous session); returns how many were accepted.
@@ -200,10 +241,23 @@ impl Recommender {
         py.detach(|| inner.close());
     }
 
+    /// Replaces the model while requests are served (see `engine::Recommender::swap`): (events
+    /// replayed onto the new model, events left out as already in its training data).
+    fn swap(&self, py: Python<'_>, model_dir: PathBuf) -> PyResult<(u64, u64)> {
+        let inner = &self.inner;
+        let report = py.detached(|| inner.swap(&model_dir))?;
+        Ok((report.events_replayed, report.events_before_cutoff))
+    }
+
     /// The item ids held for the user, most recent last.
     fn history<'py>(&self, py: Python<'py>, user_id: String) -> Vec<Bound<'py, PyString>> {
-        let items = self.inner.history(&user_id);
-        self.ids(py, items)
+        let snapshot = self.inner.snapshot();
+        let items = snapshot.history(&user_id);
+        let strings = self.strings(py, snapshot.model());
+        items
+            .into_iter()
+            .map(|j| strings[j as usize].bind(py).clone())
+            .collect()
     }
 
     /// The user's hidden state (float32 [H]) and last event time, or None without a state.
@@ -242,6 +296,7 @@ impl Recommender {
             ("events_without_item", s.events_without_item),
             ("events_replayed", s.events_replayed),
             ("events_replayed_duplicate", s.events_replayed_duplicate),
+            ("events_before_cutoff", s.events_before_cutoff),
             ("event_log_dropped_bytes", s.event_log_dropped_bytes),
             ("event_log_events", s.event_log_events),
             ("users_with_events", s.users_with_events),
@@ -255,10 +310,8 @@ impl Recommender {
     /// Item id of each item index.
     #[getter]
     fn item_ids<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyString>> {
-        self.item_strings
-            .iter()
-            .map(|s| s.bind(py).clone())
-            .collect()
+        let strings = self.strings(py, &self.inner.model());
+        strings.iter().map(|s| s.bind(py).clone()).collect()
     }
 
     /// Event type of each event-type index.

@@ -17,8 +17,10 @@
 //! - `seen`: what each user interacted with (the `exclude_seen` filter, by event type);
 //! - `event_log`: the append-only, checksummed, locked, group-committed event log;
 //! - `fingerprint`: which model an event log's events were applied to;
-//! - `recommender`: the public facade and its queries;
-//! - `updates`: real-time updates (`put_events`) and the replay of the event log.
+//! - `generation`: one model and the user states built on it;
+//! - `queries`: GetRecommendations and friends, on a snapshot of one generation;
+//! - `recommender`: the public facade (load, snapshot, stats, close);
+//! - `updates`: real-time updates (`put_events`), the replay of the event log, and `swap`.
 
 pub mod blocks;
 pub mod cell;
@@ -26,21 +28,24 @@ pub mod dedup;
 pub mod event_log;
 pub mod events;
 pub mod fingerprint;
+mod generation;
 pub mod kernels;
 #[cfg(target_arch = "x86_64")]
 mod kernels_x86;
 pub mod model;
 pub mod model_dir;
 pub mod model_files;
+pub mod queries;
 pub mod recommender;
 pub mod seen;
 pub mod state;
 pub mod topk;
-mod updates;
+pub mod updates;
 pub mod weight_bounds;
 
 pub use events::Event;
 pub use events::EventLimits;
 pub use model::Model;
-pub use recommender::{Options, Query, Recommender, Stats};
+pub use recommender::{Options, Query, Recommender, Snapshot, Stats};
 pub use seen::SeenFilter;
+pub use updates::SwapReport;

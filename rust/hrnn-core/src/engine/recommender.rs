@@ -1,26 +1,23 @@
-//! The recommender: an immutable [`Model`] plus per-user state kept current by real-time events
-//! (Personalize's GetRecommendations and PutEvents, in process).
+//! The recommender: a model plus per-user state kept current by real-time events (Personalize's
+//! GetRecommendations and PutEvents, in process), whose model can be replaced while it serves.
 //!
-//! Every method takes `&self`; it is `Sync`, so many threads can recommend and put events at once.
-//! Queries live here; real-time updates (`put_events`, replay of the event log) in `updates`.
+//! Every method takes `&self`; it is `Sync`, so many threads can recommend, put events and swap at
+//! once. Queries live in `queries` (on a [`Snapshot`] of the current generation), real-time updates,
+//! replay and `swap` in `updates`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::cell::{readout, time_features};
 use super::dedup::DedupWindow;
 use super::event_log::EventLog;
 use super::events::EventLimits;
+use super::generation::Generation;
 use super::model::{Model, Precision};
 use super::model_dir::load_model;
-use super::seen::{EventTypeIds, SeenFilter};
-use super::state::StateStore;
-use super::topk::{log_normalizer, logit, top_k, top_k_batch};
-use crate::error::{Error, Result};
+pub use super::queries::{Query, Snapshot, MAX_RESULTS};
+use crate::error::Result;
 
-/// Most results one query may ask for (Personalize's limit).
-pub const MAX_RESULTS: usize = 500;
 /// Stripes of the per-user writer locks (see `updates`).
 pub(super) const WRITER_STRIPES: usize = 256;
 
@@ -30,27 +27,9 @@ pub struct Options {
     /// How the item table is held in memory.
     pub precision: Precision,
     /// The event log to replay and append to (created when missing).
-    pub event_log: Option<std::path::PathBuf>,
+    pub event_log: Option<PathBuf>,
     /// Limits of one `put_events` call and the de-duplication window.
     pub limits: EventLimits,
-}
-
-/// The options of a recommendation query.
-#[derive(Clone, Debug, Default)]
-pub struct Query {
-    /// How many items, 1–500.
-    pub num_results: usize,
-    /// Drop the items the user interacted with (training data and real-time events).
-    pub exclude_seen: bool,
-    /// With `exclude_seen`, only items the user interacted with through these event types
-    /// (Personalize's `EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (…)`); `None`: every type.
-    pub seen_event_types: Option<Vec<String>>,
-    /// Items never to return (unknown ids are ignored).
-    pub exclude_items: Vec<String>,
-    /// When given, return only these items (unknown ids are ignored).
-    pub include_items: Option<Vec<String>>,
-    /// Unix seconds of the query; `None` = no extra elapsed time since the user's last event.
-    pub at: Option<f64>,
 }
 
 /// Counters of a recommender (monotone, best-effort consistent).
@@ -65,10 +44,13 @@ pub struct Stats {
     pub events_unknown_item: u64,
     /// Accepted events without an item (kept, but they cannot move the state).
     pub events_without_item: u64,
-    /// Events replayed from the event log at load.
+    /// Events replayed from the event log (at load, or at the last `swap`).
     pub events_replayed: u64,
-    /// Events in the event log skipped at load as duplicates of earlier ones.
+    /// Events in the event log skipped by that replay as repeats of earlier ones.
     pub events_replayed_duplicate: u64,
+    /// Events in the event log skipped by that replay because they were recorded for another
+    /// model and are not newer than this model's training data (so already learnt from).
+    pub events_before_cutoff: u64,
     /// Bytes of a torn tail dropped from the event log at load.
     pub event_log_dropped_bytes: u64,
     /// Events in the event log (replayed plus accepted since).
@@ -89,20 +71,24 @@ pub(super) struct Counters {
     pub(super) logged: AtomicU64,
 }
 
-/// What loading found in the event log.
-#[derive(Default)]
+/// What the last replay of the event log found.
+#[derive(Clone, Copy, Default)]
 pub(super) struct Replay {
     pub(super) events: u64,
     pub(super) duplicates: u64,
+    pub(super) before_cutoff: u64,
     pub(super) dropped_bytes: u64,
     pub(super) other_model: bool,
 }
 
 /// A model serving recommendations, with per-user state updated by events.
 pub struct Recommender {
-    pub(super) model: Arc<Model>,
-    pub(super) states: StateStore,
-    pub(super) event_type_ids: EventTypeIds,
+    /// The model and states queries read (replaced whole by `swap`).
+    pub(super) current: RwLock<Arc<Generation>>,
+    /// `put_events` holds it shared; `swap` exclusively, so no event is applied while the next
+    /// generation is built from the log.
+    pub(super) gate: RwLock<()>,
+    pub(super) precision: Precision,
     pub(super) dedup: DedupWindow,
     pub(super) limits: EventLimits,
     /// Serialises the writers of one user (by stripe), so the log holds their calls in the order
@@ -114,16 +100,7 @@ pub struct Recommender {
     /// without one).
     pub(super) logged: bool,
     pub(super) counters: Counters,
-    pub(super) replay: Replay,
-}
-
-/// A user as seen by a query: a state to read out, or nothing (served by popularity).
-struct UserView {
-    hidden: Vec<f32>,
-    last_timestamp: Option<f64>,
-    history: Vec<u32>,
-    /// The seen items a query's filter excludes (unsorted, may repeat).
-    excluded: Vec<u32>,
+    pub(super) replay: Mutex<Replay>,
 }
 
 impl Recommender {
@@ -144,308 +121,128 @@ impl Recommender {
     /// and the limits of real-time events.
     pub fn load_with(model_dir: &Path, options: Options) -> Result<Self> {
         options.limits.check()?;
+        let generation =
+            Self::generation_of(model_dir, options.precision, options.event_log.is_some())?;
+        Self::with_generation(generation, options)
+    }
+
+    /// Loads `model_dir` as a generation without state (with its fingerprint when `logged`).
+    pub(super) fn generation_of(
+        model_dir: &Path,
+        precision: Precision,
+        logged: bool,
+    ) -> Result<Generation> {
         let mut model = load_model(model_dir)?;
-        model.table = std::mem::take(&mut model.table).with_precision(options.precision);
-        let fingerprint = match &options.event_log {
-            Some(_) => Some(super::fingerprint::model_fingerprint(model_dir)?),
-            None => None,
+        model.table = std::mem::take(&mut model.table).with_precision(precision);
+        let fingerprint = if logged {
+            Some(super::fingerprint::model_fingerprint(model_dir)?)
+        } else {
+            None
         };
-        Self::with_model(Arc::new(model), fingerprint.as_deref(), options)
+        Ok(Generation::new(Arc::new(model), fingerprint))
     }
 
     /// A recommender over an already loaded model, without an event log.
     pub fn new(model: Arc<Model>) -> Self {
-        Self::with_model(model, None, Options::default()).expect("no event log to open")
+        Self::with_generation(Generation::new(model, None), Options::default())
+            .expect("no event log to open")
     }
 
-    /// A recommender over `model` (whose fingerprint, when known, marks the event log).
-    pub(super) fn with_model(
-        model: Arc<Model>,
-        fingerprint: Option<&str>,
-        options: Options,
-    ) -> Result<Self> {
+    fn with_generation(generation: Generation, options: Options) -> Result<Self> {
         options.limits.check()?;
-        let mut rec = Self {
-            event_type_ids: EventTypeIds::new(&model.event_types),
-            model,
-            states: StateStore::default(),
+        let rec = Self {
+            current: RwLock::new(Arc::new(generation)),
+            gate: RwLock::new(()),
+            precision: options.precision,
             dedup: DedupWindow::new(options.limits.dedup_window),
             limits: options.limits,
             writers: (0..WRITER_STRIPES).map(|_| Mutex::new(())).collect(),
             log: RwLock::new(None),
             logged: options.event_log.is_some(),
             counters: Counters::default(),
-            replay: Replay::default(),
+            replay: Mutex::new(Replay::default()),
         };
         if let Some(path) = &options.event_log {
-            let (log, contents) = EventLog::open(path, fingerprint)?;
-            rec.replay_log(&contents);
-            rec.replay.other_model = match (&contents.model, fingerprint) {
-                (Some(logged), Some(ours)) => logged != ours,
-                _ => false,
-            };
-            rec.log = RwLock::new(Some(log));
+            let generation = rec.snapshot().generation;
+            let (log, contents) = EventLog::open(path, generation.fingerprint.as_deref())?;
+            let mut replay = rec.replay_log(&generation, &contents, &rec.dedup);
+            replay.dropped_bytes = contents.torn_bytes;
+            *lock(&rec.replay) = replay;
+            rec.counters
+                .logged
+                .store(contents.events.len() as u64, Relaxed);
+            *rec.log.write().unwrap_or_else(|e| e.into_inner()) = Some(log);
         }
         Ok(rec)
     }
 
     /// Closes the event log (releasing its writer lock) once the calls in flight are done. Queries
-    /// keep working; `put_events` then fails, since events could no longer be made durable.
-    /// Without an event log this does nothing.
+    /// keep working; `put_events` and `swap` then fail, since events could no longer be made
+    /// durable. Without an event log this does nothing.
     pub fn close(&self) {
         self.log.write().unwrap_or_else(|e| e.into_inner()).take();
     }
 
-    /// The model.
-    pub fn model(&self) -> &Arc<Model> {
-        &self.model
-    }
-
-    /// The user's state, history (when asked for) and the seen items `filter` excludes.
-    fn view(&self, user: &str, with_history: bool, filter: &SeenFilter) -> Option<UserView> {
-        let m = &self.model;
-        let row = m.users.row(user);
-        let stored_seen = |excluded: &mut Vec<u32>| {
-            if let Some(r) = row {
-                let (items, types) = m.users.seen.row(r);
-                filter.collect(items, types, excluded);
-            }
-        };
-        let from_events = self.states.read(user, |s| {
-            s.map(|s| {
-                let mut excluded = Vec::new();
-                if *filter != SeenFilter::Off {
-                    stored_seen(&mut excluded);
-                    let (items, types): (Vec<u32>, Vec<u32>) =
-                        s.seen.entries().iter().copied().unzip();
-                    filter.collect(&items, &types, &mut excluded);
-                }
-                UserView {
-                    hidden: s.hidden.clone(),
-                    last_timestamp: s.last_timestamp,
-                    history: if with_history {
-                        s.history.iter().copied().collect()
-                    } else {
-                        Vec::new()
-                    },
-                    excluded,
-                }
-            })
-        });
-        from_events.or_else(|| {
-            row.map(|r| {
-                let mut excluded = Vec::new();
-                stored_seen(&mut excluded);
-                UserView {
-                    hidden: m.users.state[r * m.hidden..(r + 1) * m.hidden].to_vec(),
-                    last_timestamp: Some(m.users.last_timestamp[r] as f64),
-                    history: if with_history {
-                        m.users.history(r).to_vec()
-                    } else {
-                        Vec::new()
-                    },
-                    excluded,
-                }
-            })
-        })
-    }
-
-    /// What `q` excludes of a user's seen items.
-    fn seen_filter(&self, q: &Query) -> SeenFilter {
-        match (&q.exclude_seen, &q.seen_event_types) {
-            (false, _) => SeenFilter::Off,
-            (true, None) => SeenFilter::All,
-            (true, Some(names)) => SeenFilter::EventTypes(self.event_type_ids.known(names)),
+    /// The current generation, for queries that must agree with each other (item indices and
+    /// the model that produced them).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            generation: Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner())),
         }
     }
 
-    /// The query vector `[o; 1]` for a user view at time `at`.
-    fn query_vector(&self, view: &UserView, at: Option<f64>) -> Vec<f32> {
-        let m = &self.model;
-        let elapsed = match (at, view.last_timestamp) {
-            (Some(at), Some(last)) => at - last,
-            _ => 0.0,
-        };
-        let tau = time_features(elapsed, elapsed > m.session_timeout as f64);
-        let mut query = Vec::with_capacity(m.hidden + 1);
-        readout(&m.cell, &view.hidden, tau, &mut query);
-        query
+    /// The current model.
+    pub fn model(&self) -> Arc<Model> {
+        Arc::clone(self.snapshot().model())
     }
 
-    fn indices(&self, ids: &[String]) -> Vec<u32> {
-        ids.iter()
-            .filter_map(|id| self.model.item_index.get(id.as_str()).copied())
-            .collect()
-    }
-
-    fn check_query(q: &Query) -> Result<()> {
-        if !(1..=MAX_RESULTS).contains(&q.num_results) {
-            return Err(Error::invalid_argument(
-                "num_results",
-                format!("expected 1–{MAX_RESULTS}, found {}", q.num_results),
-            ));
-        }
-        if let Some(at) = q.at {
-            if !at.is_finite() {
-                return Err(Error::invalid_argument(
-                    "at",
-                    format!("expected finite Unix seconds, found {at}"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn exclusions(&self, q: &Query, view: Option<&UserView>) -> Vec<u32> {
-        let mut exclude = self.indices(&q.exclude_items);
-        if let Some(v) = view {
-            exclude.extend_from_slice(&v.excluded);
-        }
-        exclude.sort_unstable();
-        exclude.dedup();
-        exclude
-    }
-
-    /// Popularity list (for users without a state), honouring exclusions and an include list.
-    fn popular(&self, k: usize, exclude: &[u32], include: Option<&[u32]>) -> Vec<(u32, f32)> {
-        let m = &self.model;
-        let allowed = |j: &u32| {
-            exclude.binary_search(j).is_err()
-                && include.is_none_or(|inc| inc.binary_search(j).is_ok())
-        };
-        m.popularity_order
-            .iter()
-            .copied()
-            .filter(allowed)
-            .take(k)
-            .map(|j| (j, m.popularity_score(j)))
-            .collect()
-    }
-
-    /// The best `num_results` items for `user` as `(item index, softmax score)`, best first. Users
-    /// without a state (unknown, or anonymous without events) get the popularity list.
+    /// The best `num_results` items for `user` (see [`Snapshot::recommend`]).
     pub fn recommend(&self, user: &str, q: &Query) -> Result<Vec<(u32, f32)>> {
-        self.recommend_explained(user, q).map(|(items, _)| items)
+        self.snapshot().recommend(user, q)
     }
 
-    /// [`Recommender::recommend`], and whether the list is personal (`false`: the user has no
-    /// state, so it is the popularity list).
-    pub fn recommend_explained(&self, user: &str, q: &Query) -> Result<(Vec<(u32, f32)>, bool)> {
-        Self::check_query(q)?;
-        let m = &self.model;
-        let k = q.num_results.min(m.num_items());
-        let view = self.view(user, false, &self.seen_filter(q));
-        let exclude = self.exclusions(q, view.as_ref());
-        let include = q.include_items.as_ref().map(|ids| {
-            let mut inc = self.indices(ids);
-            inc.sort_unstable();
-            inc.dedup();
-            inc
-        });
-        let Some(view) = view else {
-            return Ok((self.popular(k, &exclude, include.as_deref()), false));
-        };
-        let query = self.query_vector(&view, q.at);
-        let items = match include {
-            None => top_k(m.isa, &m.table, &query, k, exclude),
-            Some(include) => {
-                let log_z = log_normalizer(m.isa, &m.table, &query);
-                let mut scored: Vec<(u32, f32)> = include
-                    .into_iter()
-                    .filter(|j| exclude.binary_search(j).is_err())
-                    .map(|j| (j, logit(&m.table, &query, j)))
-                    .collect();
-                scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                scored.truncate(k);
-                scored
-                    .into_iter()
-                    .map(|(j, l)| (j, (f64::from(l) - log_z).exp() as f32))
-                    .collect()
-            }
-        };
-        Ok((items, true))
-    }
-
-    /// [`Recommender::recommend`] for many users at once (blocked over items, parallel over
-    /// users); `include_items` is not supported here.
+    /// [`Snapshot::recommend_batch`] on the current generation.
     pub fn recommend_batch(&self, users: &[String], q: &Query) -> Result<Vec<Vec<(u32, f32)>>> {
-        Self::check_query(q)?;
-        if q.include_items.is_some() {
-            return Err(Error::invalid_argument(
-                "include_items",
-                "not supported by recommend_batch",
-            ));
-        }
-        let m = &self.model;
-        let k = q.num_results.min(m.num_items());
-        let filter = self.seen_filter(q);
-        let views: Vec<Option<UserView>> =
-            users.iter().map(|u| self.view(u, false, &filter)).collect();
-        let mut queries = Vec::new();
-        let mut excludes = Vec::new();
-        let mut slots = Vec::with_capacity(users.len());
-        for view in &views {
-            let exclude = self.exclusions(q, view.as_ref());
-            match view {
-                Some(v) => {
-                    slots.push(Ok(queries.len()));
-                    queries.push(self.query_vector(v, q.at));
-                    excludes.push(exclude);
-                }
-                None => slots.push(Err(exclude)),
-            }
-        }
-        let mut scored = top_k_batch(m.isa, &m.table, &queries, k, excludes)
-            .into_iter()
-            .map(Some)
-            .collect::<Vec<_>>();
-        Ok(slots
-            .into_iter()
-            .map(|slot| match slot {
-                Ok(i) => scored[i].take().expect("each slot is taken once"),
-                Err(exclude) => self.popular(k, &exclude, None),
-            })
-            .collect())
+        self.snapshot().recommend_batch(users, q)
     }
 
-    /// The item indices held for `user` (most recent last): stored history plus events.
+    /// [`Snapshot::history`] on the current generation.
     pub fn history(&self, user: &str) -> Vec<u32> {
-        self.view(user, true, &SeenFilter::Off)
-            .map(|v| v.history)
-            .unwrap_or_default()
+        self.snapshot().history(user)
     }
 
-    /// The user's hidden state and the time of their last event, if the engine has a state.
+    /// [`Snapshot::state`] on the current generation.
     pub fn state(&self, user: &str) -> Option<(Vec<f32>, Option<f64>)> {
-        self.view(user, false, &SeenFilter::Off)
-            .map(|v| (v.hidden, v.last_timestamp))
+        self.snapshot().state(user)
     }
 
-    /// Every item's softmax score for `user` at `at` (`None` for users without a state).
+    /// [`Snapshot::scores`] on the current generation.
     pub fn scores(&self, user: &str, at: Option<f64>) -> Option<Vec<f32>> {
-        let m = &self.model;
-        self.view(user, false, &SeenFilter::Off).map(|v| {
-            let query = self.query_vector(&v, at);
-            super::topk::full_scores(m.isa, &m.table, &query)
-        })
+        self.snapshot().scores(user, at)
     }
 
     /// Current counters.
     pub fn stats(&self) -> Stats {
         let c = &self.counters;
+        let replay = *lock(&self.replay);
         Stats {
             events_accepted: c.accepted.load(Relaxed),
             events_duplicate: c.duplicate.load(Relaxed),
             events_unknown_item: c.unknown_item.load(Relaxed),
             events_without_item: c.without_item.load(Relaxed),
-            events_replayed: self.replay.events,
-            events_replayed_duplicate: self.replay.duplicates,
-            event_log_dropped_bytes: self.replay.dropped_bytes,
+            events_replayed: replay.events,
+            events_replayed_duplicate: replay.duplicates,
+            events_before_cutoff: replay.before_cutoff,
+            event_log_dropped_bytes: replay.dropped_bytes,
             event_log_events: c.logged.load(Relaxed),
-            event_log_other_model: self.replay.other_model,
-            users_with_events: self.states.len() as u64,
+            event_log_other_model: replay.other_model,
+            users_with_events: self.snapshot().generation.states.len() as u64,
         }
     }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -453,6 +250,7 @@ mod tests {
     use super::*;
     use crate::engine::model_dir::tests::{temp_dir, write_model};
     use crate::engine::Event;
+    use crate::error::Error;
 
     fn ev(item: &str, t: f64, id: Option<&str>) -> Event {
         Event {

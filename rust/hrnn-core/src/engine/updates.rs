@@ -1,4 +1,5 @@
-//! Real-time updates: `put_events` (Personalize's PutEvents) and the replay of the event log.
+//! Real-time updates: `put_events` (Personalize's PutEvents), the replay of the event log, and
+//! `swap` (a new model under a live recommender).
 //!
 //! A call is checked whole (fields, times, sizes), de-duplicated, written to the event log as one
 //! record and fsynced — and only then applied to the user's state. So a call that fails (invalid,
@@ -6,124 +7,111 @@
 //! and retrying it is safe; a call that returned is on disk, all of it. A striped per-user writer
 //! lock, held from de-duplication to application, keeps one user's calls in the same order in the
 //! log as in memory, without holding the state's lock (which queries need) across an fsync.
+//!
+//! Replay (at load and at `swap`) rebuilds states from the log with one rule: an event recorded
+//! for this model is applied (it was, live); one recorded for another model only when it is newer
+//! than this model's training data — older ones are in that data already.
 
-use std::collections::VecDeque;
 use std::hash::BuildHasher;
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use rustc_hash::FxBuildHasher;
 
-use super::cell::{step, time_features};
-use super::dedup::EventKey;
-use super::event_log::{LogContents, Record};
+use super::dedup::{DedupWindow, EventKey};
+use super::event_log::{read_event_log, LogContents, Record};
 use super::events::{validate, validate_call, Event};
-use super::recommender::{Recommender, WRITER_STRIPES};
-use super::seen::SeenAdded;
-use super::state::{ShardWriter, UserState};
+use super::generation::{Applied, Generation};
+use super::recommender::{lock, Recommender, Replay, WRITER_STRIPES};
 use crate::error::{Error, Result};
 
-/// What one event did.
-enum Applied {
-    Moved,
-    UnknownItem,
-    NoItem,
+/// What a swap did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwapReport {
+    /// Events of the log applied to the new model's states.
+    pub events_replayed: u64,
+    /// Events of the log left out as already in the new model's training data.
+    pub events_before_cutoff: u64,
 }
 
 impl Recommender {
-    fn initial_state(&self, key: &str) -> UserState {
-        let m = &self.model;
-        match m.users.row(key) {
-            Some(r) => UserState {
-                hidden: m.users.state[r * m.hidden..(r + 1) * m.hidden].to_vec(),
-                last_timestamp: Some(m.users.last_timestamp[r] as f64),
-                history: m.users.history(r).iter().copied().collect(),
-                seen: SeenAdded::default(),
+    /// Applies the logged events to `generation`'s states by the replay rule, skipping repeats
+    /// (remembered in `dedup`).
+    pub(super) fn replay_log(
+        &self,
+        generation: &Generation,
+        contents: &LogContents,
+        dedup: &DedupWindow,
+    ) -> Replay {
+        let mut replay = Replay {
+            other_model: match (&contents.model, &generation.fingerprint) {
+                (Some(logged), Some(ours)) => logged != ours,
+                _ => false,
             },
-            None => UserState {
-                hidden: vec![0.0; m.hidden],
-                last_timestamp: None,
-                history: VecDeque::new(),
-                seen: SeenAdded::default(),
-            },
-        }
-    }
-
-    /// Applies one validated event to its user's state (the caller holds the user's shard lock).
-    fn apply(&self, shard: &mut ShardWriter<'_>, event: &Event) -> Applied {
-        let m = &self.model;
-        let Some(item_id) = &event.item_id else {
-            return Applied::NoItem;
+            ..Replay::default()
         };
-        let Some(&item) = m.item_index.get(item_id.as_str()) else {
-            return Applied::UnknownItem;
-        };
-        let key = event.user_key();
-        if !shard.contains_key(key) {
-            let initial = self.initial_state(key);
-            shard.insert(key.to_owned(), initial);
-        }
-        let state = shard.get_mut(key).expect("inserted above");
-        // Events arriving out of order are clamped to a zero gap and never move the clock back.
-        let (gap, session_start) = match state.last_timestamp {
-            None => (0.0, true),
-            Some(last) => {
-                let gap = event.sent_at - last;
-                (gap, gap > m.session_timeout as f64)
-            }
-        };
-        // A model trained without EVENT_TYPE has the single type "" (docs/format.md), which every
-        // training event used. Real-time events must name a type (1–256 characters), so there each
-        // one maps to "" — otherwise serving would differ from training by K[""].
-        let event_type = if m.event_types.len() == 1 && m.event_types[0].is_empty() {
-            Some(0)
-        } else {
-            m.event_type_index.get(event.event_type.as_str()).copied()
-        };
-        step(
-            &m.cell,
-            m.isa,
-            &mut state.hidden,
-            item,
-            event_type,
-            time_features(gap, session_start),
-        );
-        state.last_timestamp = Some(
-            state
-                .last_timestamp
-                .map_or(event.sent_at, |t| t.max(event.sent_at)),
-        );
-        if m.history_limit > 0 {
-            if state.history.len() >= m.history_limit {
-                state.history.pop_front();
-            }
-            state.history.push_back(item);
-        }
-        let seen_type = self.event_type_ids.id(&event.event_type);
-        if !m
-            .users
-            .row(key)
-            .is_some_and(|r| m.users.seen.contains(r, item, seen_type))
-        {
-            state.seen.insert(item, seen_type);
-        }
-        Applied::Moved
-    }
-
-    /// Applies the events read from the event log at load, skipping repeats.
-    pub(super) fn replay_log(&mut self, contents: &LogContents) {
-        for event in &contents.events {
-            if !self.dedup.insert(EventKey::of(event, event.user_key())) {
-                self.replay.duplicates += 1;
+        for (event, recorded_for) in contents.events_with_models() {
+            if !dedup.insert(EventKey::of(event, event.user_key())) {
+                replay.duplicates += 1;
                 continue;
             }
-            let mut shard = self.states.write(event.user_key());
-            self.apply(&mut shard, event);
-            self.replay.events += 1;
+            if !generation.replays(event, recorded_for) {
+                replay.before_cutoff += 1;
+                continue;
+            }
+            let mut shard = generation.states.write(event.user_key());
+            generation.apply(&mut shard, event);
+            replay.events += 1;
         }
-        self.replay.dropped_bytes = contents.torn_bytes;
-        self.counters
-            .logged
-            .store(contents.events.len() as u64, Relaxed);
+        replay
+    }
+
+    /// Replaces the model with the one in `model_dir` while requests are served. Queries already
+    /// running finish on the old model; `put_events` waits while the new generation is built.
+    /// Each user's real-time state is rebuilt from the new model's stored state plus the logged
+    /// events the replay rule keeps (see the module docs), the log records the new model and
+    /// keeps running, and no event is lost or applied twice. A model that fails to load leaves
+    /// the old one serving. Without an event log, the new model starts from its stored states
+    /// (nothing recorded the events since the old one was loaded).
+    pub fn swap(&self, model_dir: &Path) -> Result<SwapReport> {
+        // The slow part — reading and checking the model — happens while the old one serves.
+        let generation = Self::generation_of(model_dir, self.precision, self.logged)?;
+        let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        let log = self.log.read().unwrap_or_else(|e| e.into_inner());
+        let mut replay = Replay::default();
+        match log.as_ref() {
+            Some(log) => {
+                let contents = read_event_log(log.path())?;
+                // Repeats are skipped exactly as a fresh load's replay would skip them.
+                replay = self.replay_log(
+                    &generation,
+                    &contents,
+                    &DedupWindow::new(self.limits.dedup_window),
+                );
+                if let Some(fingerprint) = &generation.fingerprint {
+                    if contents.model.as_ref() != Some(fingerprint) {
+                        log.write(&Record::Model {
+                            fingerprint: fingerprint.clone(),
+                        })?;
+                    }
+                }
+                replay.other_model = false;
+            }
+            None if self.logged => {
+                return Err(Error::invalid_argument(
+                    "swap",
+                    "the recommender was closed: its event log can no longer be replayed",
+                ));
+            }
+            None => {}
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(generation);
+        *lock(&self.replay) = replay;
+        Ok(SwapReport {
+            events_replayed: replay.events,
+            events_before_cutoff: replay.before_cutoff,
+        })
     }
 
     /// Records `events` for the user `user_id` (or the anonymous session `session_id`) and returns
@@ -168,6 +156,8 @@ impl Recommender {
             }
         }
         let key = user_id.unwrap_or(session_id);
+        let _gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        let generation = self.snapshot().generation;
         let stripe = FxBuildHasher.hash_one(key) as usize % WRITER_STRIPES;
         let _writer = self.writers[stripe]
             .lock()
@@ -210,9 +200,9 @@ impl Recommender {
             fresh = events;
             c.logged.fetch_add(fresh.len() as u64, Relaxed);
         }
-        let mut shard = self.states.write(key);
+        let mut shard = generation.states.write(key);
         for event in &fresh {
-            match self.apply(&mut shard, event) {
+            match generation.apply(&mut shard, event) {
                 Applied::Moved => {}
                 Applied::UnknownItem => {
                     c.unknown_item.fetch_add(1, Relaxed);

@@ -51,12 +51,29 @@ pub struct LogContents {
     pub calls: u64,
     /// The fingerprint of the last model marker, if any.
     pub model: Option<String>,
+    /// Each model marker as `(index in events of the first event after it, fingerprint)`.
+    pub markers: Vec<(usize, String)>,
     /// Bytes of a torn tail (0 when the log ended cleanly).
     pub torn_bytes: u64,
     /// Length of the intact prefix of the file (0 when not even the magic is complete).
     pub valid_len: u64,
     /// The file is in format 1 (read-only; `hrnn repair-log` rewrites it in this format).
     pub legacy: bool,
+}
+
+impl LogContents {
+    /// Every event with the fingerprint of the model it was recorded for (the marker before it).
+    pub fn events_with_models(&self) -> impl Iterator<Item = (&Event, Option<&str>)> {
+        let mut next = 0;
+        let mut current: Option<&str> = None;
+        self.events.iter().enumerate().map(move |(i, event)| {
+            while next < self.markers.len() && self.markers[next].0 <= i {
+                current = Some(self.markers[next].1.as_str());
+                next += 1;
+            }
+            (event, current)
+        })
+    }
 }
 
 /// A corrupt log: names the file and what is wrong where.
@@ -187,7 +204,10 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<LogContents> {
         match reader(&bytes[at..]) {
             Found::Record(record, len) => {
                 match record {
-                    Record::Model { fingerprint } => out.model = Some(fingerprint),
+                    Record::Model { fingerprint } => {
+                        out.markers.push((out.events.len(), fingerprint.clone()));
+                        out.model = Some(fingerprint);
+                    }
                     Record::Events(events) => {
                         out.calls += 1;
                         out.events.extend(events);
