@@ -170,7 +170,14 @@ class Recommender:
 # ---- events (rust/hrnn-py/src/events.rs) --------------------------------------------------------------
 def read_event_log(
     path: str | PathLike[str],
-) -> tuple[list[str], list[str], npt.NDArray[np.int64], list[str], npt.NDArray[np.float64], int]: ...
+) -> tuple[
+    list[str],
+    list[str],
+    npt.NDArray[np.int64],
+    list[str],
+    npt.NDArray[np.float64],
+    tuple[tuple[str, int], tuple[str, int], tuple[str, int], tuple[str, int]],
+]: ...
 def repair_event_log(path: str | PathLike[str]) -> tuple[int, int, list[tuple[int, int]], str, bool]: ...
 
 # ---- threads (rust/hrnn-py/src/threads.rs) -----------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,6 +13,8 @@ import numpy.typing as npt
 
 from hrnn import _hrnn
 from hrnn.sessions import Sessions
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -177,11 +180,14 @@ class Interactions:
     def from_event_log(cls, path: str | os.PathLike[str]) -> Interactions:
         """Reads the event log of a :class:`hrnn.Recommender` (``event_log=``) as interactions.
 
-        Each logged event with an item becomes a row: ``USER_ID`` is its user id (the session id
-        for anonymous events), ``ITEM_ID`` its item, ``TIMESTAMP`` its ``sent_at`` rounded down to
-        whole seconds, ``EVENT_TYPE`` and ``EVENT_VALUE`` (NaN where absent) its own. Events without
-        an item are skipped. A torn last record is ignored (the file is not modified). The log is
-        read in Rust.
+        Each logged event with an item becomes a row: ``USER_ID`` is its user id, ``ITEM_ID`` its
+        item, ``TIMESTAMP`` its ``sent_at`` rounded down to whole seconds, ``EVENT_TYPE`` and
+        ``EVENT_VALUE`` (NaN where absent) its own. As Personalize does at a full retrain, an
+        anonymous event whose session carried a user id at some point belongs to that user
+        (other anonymous events keep their session id as user id), and a repeated event (same
+        ``event_id``, or the same content without one) counts once. Events without an item are
+        not rows. A torn tail is ignored (the file is not modified). What each rule did is
+        logged. The log is read in Rust.
 
         Args:
             path: the event log.
@@ -191,10 +197,53 @@ class Interactions:
 
         Raises:
             FileNotFoundError: ``path`` does not exist.
-            OSError: the log is corrupt before its last record, or not an hrnn event log.
+            EventLogError: the log is corrupt before its end, or not an hrnn event log.
         """
-        users, items, timestamps, event_types, event_values, _torn = _hrnn.read_event_log(os.fspath(path))
+        users, items, timestamps, event_types, event_values, counts = _hrnn.read_event_log(os.fspath(path))
+        found = dict(counts)
+        logger.info(
+            "event log %s: %d rows; %d anonymous rows stitched to the user their session carried, "
+            "%d repeats and %d events without an item left out, %d bytes of a torn tail ignored",
+            os.fspath(path),
+            len(users),
+            found["stitched"],
+            found["repeats"],
+            found["without_item"],
+            found["torn_bytes"],
+        )
         return cls(_hrnn.Interactions.from_arrays(users, items, timestamps, event_types, event_values))
+
+    def with_event_log(self, path: str | os.PathLike[str]) -> Interactions:
+        """These interactions plus the events of a recommender's event log (the daily loop's
+        training data: yesterday's CSV and what was served since, docs/operations.md).
+
+        The log is read as :meth:`from_event_log` reads it. A logged row equal to one already
+        here (same user, item, timestamp and event type) is left out, so a log whose events were
+        already exported into the CSV is not counted twice; the count is logged. When these
+        interactions have no ``EVENT_TYPE`` (or ``EVENT_VALUE``) column, the logged types
+        (values) are dropped too, so every row has the same columns.
+
+        Returns:
+            New interactions: these rows, then the log's new rows, in log order.
+        """
+        logged = Interactions.from_event_log(path).to_arrays()
+        mine = self.to_arrays()
+        typed = "event_type" in mine
+        key_here = _row_keys(mine, typed)
+        keys = _row_keys(logged, typed)
+        new = ~np.isin(keys, key_here)
+        logger.info(
+            "event log %s: %d of its %d rows added, %d already in the data",
+            os.fspath(path),
+            int(new.sum()),
+            len(keys),
+            int((~new).sum()),
+        )
+        merged: dict[str, Any] = {}
+        for name in ("user_id", "item_id", "timestamp", "event_type", "event_value"):
+            if name in mine:
+                merged[name] = np.concatenate([mine[name], logged[name][new]])
+        return Interactions.from_arrays(**merged)
 
     @classmethod
     def from_pandas(cls, frame: pd.DataFrame) -> Interactions:
@@ -401,6 +450,17 @@ class Interactions:
             drops=tuple(DropRule(*d) for d in self._inner.drops),
             ignored_columns=tuple(self.ignored_columns),
         )
+
+
+def _row_keys(columns: Mapping[str, np.ndarray], typed: bool) -> npt.NDArray[np.str_]:
+    """One string per row identifying (user, item, timestamp[, event type])."""
+    parts = [columns["user_id"].astype(str), columns["item_id"].astype(str), columns["timestamp"].astype(str)]
+    if typed:
+        parts.append(columns["event_type"].astype(str))
+    key = parts[0]
+    for part in parts[1:]:
+        key = np.char.add(np.char.add(key, "\x1f"), part)
+    return key
 
 
 def _schema_error(message: str) -> Exception:

@@ -179,9 +179,10 @@ pub fn event_from_dict(py: Python<'_>, value: &Bound<'_, PyAny>, index: usize) -
     Ok(event)
 }
 
-/// Reads an event log: (user ids, item ids, timestamps int64, event types, event values float64
-/// with NaN where absent, torn bytes). Events without an item are skipped; an anonymous event's
-/// user id is its session id; timestamps are `sent_at` rounded down to whole seconds.
+/// Reads an event log as training rows: (user ids, item ids, timestamps int64, event types, event
+/// values float64 with NaN where absent, counts {torn_bytes, without_item, repeats, stitched}).
+/// Repeats count once and anonymous sessions that carried a user id are stitched to it (see
+/// `engine::event_log::as_interactions`); timestamps are `sent_at` rounded down.
 #[pyfunction]
 #[allow(clippy::type_complexity)]
 pub fn read_event_log<'py>(
@@ -193,37 +194,25 @@ pub fn read_event_log<'py>(
     Bound<'py, PyArray1<i64>>,
     Vec<String>,
     Bound<'py, PyArray1<f64>>,
-    u64,
+    [(&'static str, u64); 4],
 )> {
-    let (users, items, times, types, values, torn) = py.detached(|| {
+    let (rows, torn) = py.detached(|| {
         let contents = engine::event_log::read_event_log(&path)?;
-        let mut out = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            contents.torn_bytes,
-        );
-        for e in contents.events {
-            let Some(item) = e.item_id.clone() else {
-                continue;
-            };
-            out.0.push(e.user_key().to_owned());
-            out.1.push(item);
-            out.2.push(e.sent_at.floor() as i64);
-            out.3.push(e.event_type);
-            out.4.push(e.event_value.unwrap_or(f64::NAN));
-        }
-        Ok(out)
+        Ok((engine::event_log::log_rows(&contents), contents.torn_bytes))
     })?;
+    let counts = [
+        ("torn_bytes", torn),
+        ("without_item", rows.without_item),
+        ("repeats", rows.repeats),
+        ("stitched", rows.stitched),
+    ];
     Ok((
-        users,
-        items,
-        times.into_pyarray(py),
-        types,
-        values.into_pyarray(py),
-        torn,
+        rows.users,
+        rows.items,
+        rows.timestamps.into_pyarray(py),
+        rows.event_types,
+        rows.event_values.into_pyarray(py),
+        counts,
     ))
 }
 
