@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hrnn.demo_data import write_demo_csv
+from hrnn._demo_data import write_demo_csv
 from test_cli_inspect import hrnn_cli
 
 pytest.importorskip("torch")

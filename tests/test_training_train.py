@@ -19,10 +19,11 @@ torch = pytest.importorskip("torch")
 
 import hrnn  # noqa: E402
 from hrnn import model_format as fmt  # noqa: E402
-from hrnn.training import trainer, windows  # noqa: E402
-from hrnn.training.batching import build_layout  # noqa: E402
+from hrnn.training import _trainer as trainer  # noqa: E402
+from hrnn.training import _windows as windows  # noqa: E402
+from hrnn.training._batching import build_layout  # noqa: E402
+from hrnn.training._distributed import resolve_device  # noqa: E402
 from hrnn.training.config import Hyperparameters, TrainingConfig  # noqa: E402
-from hrnn.training.distributed import resolve_device  # noqa: E402
 
 T0 = 1_600_000_000
 #: The click-like procedure, spelt out: the cyclic logs below repeat no (user, item) pair, so the

@@ -198,7 +198,7 @@ def train(
     if not isinstance(amp, bool):
         raise TypeError(f"amp: expected True or False, found {type(amp).__name__} {amp!r}")
     _require_training_extra()
-    from hrnn.training.trainer import fit
+    from hrnn.training._trainer import fit
 
     return fit(
         interactions,

@@ -17,21 +17,21 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from hrnn._network import kernels
+from hrnn._network.model import HRNN
 from hrnn.interactions import Interactions
 from hrnn.sessions import Sessions
 from hrnn.trained_model import TrainedModel
-from hrnn.training import kernels
-from hrnn.training.batching import (
+from hrnn.training._batching import (
     EventFeatures,
     balanced_slots,
     build_layout,
     recency_weights,
     shuffle_ties,
 )
-from hrnn.training.config import Hyperparameters, TrainingConfig
-from hrnn.training.distributed import DistributedContext, resolve_device
-from hrnn.training.export import export_model
-from hrnn.training.loss import (
+from hrnn.training._distributed import DistributedContext, resolve_device
+from hrnn.training._export import export_model
+from hrnn.training._loss import (
     NegativeSampler,
     bpr_max_loss,
     candidate_log_q,
@@ -40,9 +40,9 @@ from hrnn.training.loss import (
     sampled_softmax_loss,
     sampled_softmax_window_loss,
 )
-from hrnn.training.model import HRNN
+from hrnn.training._windows import EVAL_SLOTS, final_states, states_after, windows
+from hrnn.training.config import Hyperparameters, TrainingConfig
 from hrnn.training.procedure import DataShape, resolve
-from hrnn.training.windows import EVAL_SLOTS, final_states, states_after, windows
 
 __all__ = [
     "TrainingData",
