@@ -24,7 +24,7 @@ from hrnn.training._windows import states_after
 from hrnn.training.config import Hyperparameters, TrainingConfig
 
 if TYPE_CHECKING:
-    from hrnn.training._trainer import TrainingData
+    from hrnn.training._data import TrainingData
 
 __all__ = ["OUTSIDE_RULE", "export_model"]
 
