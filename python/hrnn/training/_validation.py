@@ -10,6 +10,13 @@ import numpy.typing as npt
 import torch
 
 from hrnn._network.model import HRNN
+from hrnn.evaluation.metrics import (
+    conservative_ranks,
+    first_hit_ranks,
+    precision_at,
+    recall_at,
+    reciprocal_rank_at,
+)
 from hrnn.training._batching import EventFeatures, build_layout
 from hrnn.training._windows import EVAL_SLOTS, states_after, windows
 
@@ -67,10 +74,10 @@ def evaluate(
         logits = model.logits(o).float()
         target = batch["target"].flatten()[rows]
         target_logit = logits.gather(1, target.unsqueeze(1))
-        rank = (logits >= target_logit).sum(dim=1)  # conservative: ties rank ahead of the target
-        top = rank <= cutoff
-        reciprocal += float((top.double() / rank.double()).sum().item())
-        hits += int(top.sum().item())
+        # conservative: ties rank ahead of the target (the rule of hrnn.evaluation.metrics)
+        rank = (logits >= target_logit).sum(dim=1).cpu().numpy().astype(np.int64)
+        reciprocal += float(reciprocal_rank_at(rank, cutoff).sum())
+        hits += int((rank <= cutoff).sum())
         count += int(rows.numel())
     model.train(was_training)
     if count == 0:
@@ -96,7 +103,8 @@ def evaluate_holdout(
     first held-out event's time gap (``at`` = its time); with ``exclude_seen`` the items of events
     ``[start, stop)`` are removed from the list. Metrics as Personalize defines them: MRR@cutoff
     (reciprocal rank of the first relevant item), P@5, and Recall@cutoff (share of the distinct
-    held-out items in the list), averaged over users.
+    held-out items in the list), averaged over users, computed by the functions of
+    :mod:`hrnn.evaluation.metrics` with its conservative tie rule (the report's evaluator).
 
     Args:
         model: the network (evaluated in eval mode; its mode is restored).
@@ -117,7 +125,9 @@ def evaluate_holdout(
     was_training = model.training
     model.eval()
     states = states_after(model, features, starts, stops, device)
-    k = min(cutoff, model.num_items)
+    # one more item than the cut-off, with scores: the report's conservative tie rule (a relevant
+    # item tied with others ranks behind them, hence outside the list when tied with its last item)
+    k = min(cutoff + 1, model.num_items)
     reciprocal, precision, recall = 0.0, 0.0, 0.0
     for lo in range(0, count, _HOLDOUT_CHUNK):
         hi = min(count, lo + _HOLDOUT_CHUNK)
@@ -130,14 +140,15 @@ def evaluate_holdout(
             first = np.repeat(starts[lo:hi] - (np.cumsum(lengths) - lengths), lengths)
             cols = features.item[first + np.arange(int(lengths.sum()))]
             logits[torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)] = -math.inf
-        top = torch.topk(logits, k, dim=1).indices.cpu().numpy()
-        for row, user in enumerate(range(lo, hi)):
-            relevant = np.unique(features.item[stops[user] : ends[user]])
-            hit = np.isin(top[row], relevant)
-            first = np.flatnonzero(hit)
-            reciprocal += 1.0 / (first[0] + 1) if first.size else 0.0
-            precision += float(hit[:5].sum()) / 5.0
-            recall += float(hit.sum()) / relevant.size
+        top = torch.topk(logits, k, dim=1)
+        scores = top.values.double().cpu().numpy()
+        listed = np.where(np.isfinite(scores), top.indices.cpu().numpy(), -1)  # excluded: not listed
+        hits, num_relevant = conservative_ranks(
+            listed, _held_out_items(features, stops[lo:hi], ends[lo:hi]), scores
+        )
+        reciprocal += float(reciprocal_rank_at(first_hit_ranks(hits), cutoff).sum())
+        precision += float(precision_at(hits[:, :cutoff], 5).sum())  # a list of `cutoff` items
+        recall += float(recall_at(hits, num_relevant, cutoff).sum())
     model.train(was_training)
     return {
         "mrr": reciprocal / count,
@@ -145,3 +156,14 @@ def evaluate_holdout(
         "recall": recall / count,
         "users": float(count),
     }
+
+
+def _held_out_items(
+    features: EventFeatures, stops: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The items of each user's held-out events ``[stop, end)``, as CSR ``(offsets, items)``."""
+    lengths = ends - stops
+    offsets = np.zeros(len(stops) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    positions = np.repeat(stops - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
+    return offsets, features.item[positions].astype(np.int64)
