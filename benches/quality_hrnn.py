@@ -58,8 +58,8 @@ def _train(data: Any, overrides: dict[str, Any]) -> tuple[Any, float, float]:
 def rsc15(overrides: dict[str, Any]) -> dict[str, float]:
     """RSC15-100k next-item protocol; returns the metrics and training time."""
     import hrnn
-    from hrnn.training.batching import EventFeatures
-    from hrnn.training.trainer import evaluate
+    from hrnn.training._batching import EventFeatures
+    from hrnn.training._validation import evaluate
 
     train = hrnn.Interactions.from_csv(DATA / "rsc15-100k" / "train.csv")
     test = hrnn.Interactions.from_csv(DATA / "rsc15-100k" / "test.csv")

@@ -24,7 +24,7 @@ from typing import Any
 
 import hrnn
 from hrnn.evaluation import Popularity, SessionKnn, evaluate_split, make_split
-from hrnn.evaluation.hrnn_model import HrnnModel
+from hrnn.evaluation._hrnn_model import HrnnModel
 
 DATA = Path(os.environ.get("HRNN_DATA", "/work/shared/data"))
 

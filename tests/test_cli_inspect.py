@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hrnn.demo_data import write_demo_csv
+from hrnn._demo_data import write_demo_csv
 from hrnn.solution_config import load_solution_config, parse_solution_config
 
 COMMANDS = ["demo", "inspect", "train", "evaluate", "recommend", "batch-recommend", "put-events"]

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from hrnn.demo_data import write_demo_csv
+from hrnn._demo_data import write_demo_csv
 from test_cli_inspect import hrnn_cli
 
 pytest.importorskip("torch")
+
+# the tests marked slow train a model (the module fixture, HPO, evaluate, demo): `-m "not slow"` skips them
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_recommend_prints_personalize_response(model_dir):
     response = json.loads(hrnn_cli("recommend", str(model_dir), "--user-id", "user-3", "--json").stdout)
     items = response["itemList"]
@@ -50,6 +53,7 @@ def test_recommend_prints_personalize_response(model_dir):
     assert unknown["personalized"] is False
 
 
+@pytest.mark.slow
 def test_recommend_accepts_quiet_after_the_command(model_dir):
     quiet = hrnn_cli("recommend", str(model_dir), "--user-id", "user-3", "--json", "--quiet")
     loud = hrnn_cli("--quiet", "recommend", str(model_dir), "--user-id", "user-3", "--json")
@@ -57,11 +61,13 @@ def test_recommend_accepts_quiet_after_the_command(model_dir):
     assert quiet.stderr == ""
 
 
+@pytest.mark.slow
 def test_recommend_rejects_bad_num_results(model_dir):
     result = hrnn_cli("recommend", str(model_dir), "--user-id", "user-3", "--num-results", "501", check=False)
     assert result.returncode == 1 and "num_results" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_batch_recommend_fills_errors_and_goes_on(model_dir, tmp_path):
     lines = [
         '{"userId": "user-1"}',
@@ -87,6 +93,7 @@ def test_batch_recommend_fills_errors_and_goes_on(model_dir, tmp_path):
     assert records[4]["input"]["userId"] == "user-2"
 
 
+@pytest.mark.slow
 def test_put_events_then_recommend_reflects_them(model_dir, tmp_path):
     log = tmp_path / "events.log"
     before = json.loads(
@@ -122,6 +129,7 @@ def test_put_events_then_recommend_reflects_them(model_dir, tmp_path):
     assert [i["itemId"] for i in again["itemList"]] == [i["itemId"] for i in after["itemList"]]
 
 
+@pytest.mark.slow
 def test_put_events_takes_iso_times_drops_repeats_and_reports_unknown_items(model_dir, tmp_path):
     """Without eventIds, the same event sent twice is recorded once (Personalize's rule: same
     time and properties); ISO-8601 ``sentAt`` is accepted; unknown items are reported apart."""
@@ -162,6 +170,7 @@ def test_train_accepts_a_personalize_solution_config(tmp_path):
     assert result.returncode == 1 and "hidden_dimension" in result.stderr
 
 
+@pytest.mark.slow
 def test_epochs_flag_is_held_fixed_under_perform_hpo(tmp_path):
     pytest.importorskip("optuna")
     csv = write_demo_csv(tmp_path / "demo.csv")
@@ -173,6 +182,7 @@ def test_epochs_flag_is_held_fixed_under_perform_hpo(tmp_path):
     assert re.search(r"trained in [0-9.]+ s: 1 epochs", result.stdout)
 
 
+@pytest.mark.slow
 def test_evaluate_prints_a_json_report(tmp_path):
     csv = write_demo_csv(tmp_path / "demo.csv")
     args = ["--protocol", "holdout-last", "--epochs", "1", "--baselines", "popularity", "--exclude-seen"]
@@ -180,6 +190,7 @@ def test_evaluate_prints_a_json_report(tmp_path):
     assert "mean_reciprocal_rank_at_25" in json.dumps(report) and "popularity" in json.dumps(report)
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo-model"
     text = hrnn_cli("--quiet", "demo", "--epochs", "1", "--out", str(out)).stdout

@@ -148,3 +148,12 @@ def test_import_hrnn_does_not_import_torch():
 
     code = "import sys, hrnn; hrnn.Interactions; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_id_lists_are_read_once_and_handed_out_as_copies():
+    data = Interactions.from_arrays(["u1", "u2", "u1"], ["a", "b", "c"], [1, 2, 3])
+    users = data.user_ids
+    users.append("changed")
+    assert data.user_ids == ["u1", "u2"]
+    assert data.item_ids == ["a", "b", "c"] and data.item_ids is not data.item_ids
+    assert data.event_types == [""]

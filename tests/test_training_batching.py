@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hrnn
-from hrnn.training.batching import EventFeatures, build_layout, log_minutes, recency_weights, shuffle_ties
+from hrnn._network.time_feature import log_minutes
+from hrnn.training._batching import EventFeatures, build_layout, recency_weights, shuffle_ties
 
 
 def sessions_of(lengths: list[int], seed: int = 0) -> hrnn.Sessions:

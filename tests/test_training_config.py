@@ -153,3 +153,28 @@ def test_train_without_torch_says_what_to_install() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert 'pip install "hrnn[train]"' in out
     assert "torch" in out
+
+
+def test_train_names_an_unknown_setting_before_any_work() -> None:
+    with pytest.raises(TypeError, match=r"unknown setting\(s\) 'epoch'.*TrainingConfig \(epochs, "):
+        hrnn.train(None, epoch=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="config: expected a TrainingConfig, found dict"):
+        hrnn.train(None, config={"epochs": 3})  # type: ignore[arg-type]
+
+
+def test_train_settings_by_keyword_override_the_config_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    from hrnn.training import _trainer
+
+    seen: dict[str, Any] = {}
+
+    def fake_fit(interactions: Any, hyper: Hyperparameters, config: TrainingConfig, **kwargs: Any) -> None:
+        seen.update(hyper=hyper, config=config)
+
+    monkeypatch.setattr(_trainer, "fit", fake_fit)
+    base = TrainingConfig(epochs=7, patience=5)
+    hrnn.train(None, config=base, hyperparameters=Hyperparameters(bptt=8), epochs=2, hidden_dimension=64)  # type: ignore[arg-type]
+    assert seen["config"] == TrainingConfig(epochs=2, patience=5)
+    assert seen["hyper"] == Hyperparameters(bptt=8, hidden_dimension=64)
+    with pytest.raises(ValueError, match=r"epochs: expected a value in \[1, 10000\]"):
+        hrnn.train(None, config=base, epochs=0)  # type: ignore[arg-type]

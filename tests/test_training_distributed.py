@@ -18,6 +18,8 @@ pytest.importorskip("torch")
 
 from hrnn import model_format as fmt
 
+pytestmark = pytest.mark.slow  # trains in two processes
+
 WORKER = textwrap.dedent(
     """
     import json, sys

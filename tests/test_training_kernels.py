@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 
 import hrnn  # noqa: E402
 from hrnn import _hrnn  # noqa: E402
-from hrnn.training import kernels  # noqa: E402
-from hrnn.training.model import HRNN  # noqa: E402
+from hrnn._network import kernels  # noqa: E402
+from hrnn._network.model import HRNN  # noqa: E402
 from logs import synthetic_log  # noqa: E402
 
 

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hrnn.training.loss import (  # noqa: E402
+from hrnn.training._loss import (  # noqa: E402
     NegativeSampler,
     bpr_max_loss,
     candidate_log_q,

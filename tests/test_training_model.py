@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hrnn.training.model import HRNN  # noqa: E402
+from hrnn._network.model import HRNN  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -19,10 +19,13 @@ torch = pytest.importorskip("torch")
 
 import hrnn  # noqa: E402
 from hrnn import model_format as fmt  # noqa: E402
-from hrnn.training import trainer, windows  # noqa: E402
-from hrnn.training.batching import build_layout  # noqa: E402
+from hrnn._network.model import HRNN  # noqa: E402
+from hrnn.training import _data, _step, _validation  # noqa: E402
+from hrnn.training import _trainer as trainer  # noqa: E402
+from hrnn.training import _windows as windows  # noqa: E402
+from hrnn.training._batching import build_layout  # noqa: E402
+from hrnn.training._distributed import resolve_device  # noqa: E402
 from hrnn.training.config import Hyperparameters, TrainingConfig  # noqa: E402
-from hrnn.training.distributed import resolve_device  # noqa: E402
 
 T0 = 1_600_000_000
 #: The click-like procedure, spelt out: the cyclic logs below repeat no (user, item) pair, so the
@@ -98,10 +101,10 @@ def test_same_seed_same_weights_on_cpu(log: dict[str, np.ndarray]) -> None:
 def test_events_are_consumed_in_time_order_whatever_the_row_order(log: dict[str, np.ndarray]) -> None:
     # Rows in random order: every window still feeds each user's events oldest first, no shuffling.
     shuffled = np.random.default_rng(1).permutation(len(log["user"]))
-    data = trainer.prepare_data(interactions(log, shuffled), Hyperparameters(), TrainingConfig())
+    data = _data.prepare_data(interactions(log, shuffled), Hyperparameters(), TrainingConfig())
     sessions = data.sessions
     order = np.random.default_rng(2).permutation(sessions.num_users)
-    layout = trainer.build_layout(data.starts[order], data.train_stop[order], 7, 32)
+    layout = build_layout(data.starts[order], data.train_stop[order], 7, 32)
     user = sessions.user_index
     fed = 0
     for row, reset in zip(layout.position, layout.reset, strict=True):
@@ -138,11 +141,11 @@ def test_training_slots_do_not_leak_between_users(log: dict[str, np.ndarray]) ->
         Hyperparameters(hidden_dimension=32),
         TrainingConfig(dropout_embedding=0.0, dropout_hidden=0.0),
     )
-    data = trainer.prepare_data(interactions(log), hyper, config)
+    data = _data.prepare_data(interactions(log), hyper, config)
     torch.manual_seed(0)
-    net = trainer.HRNN(data.sessions.num_items, 2, 32)
+    net = HRNN(data.sessions.num_items, 2, 32)
     starts, ends = data.starts, data.ends
-    layout = trainer.build_layout(starts[[0, 1]], ends[[0, 1]] - 1, num_slots=1, bptt=40)
+    layout = build_layout(starts[[0, 1]], ends[[0, 1]] - 1, num_slots=1, bptt=40)
     window = layout.window(0, data.features)
     batch = windows.to_device(window, torch.device("cpu"))
     states, _ = net.run(batch["item"], batch["event_type"], batch["time"], torch.zeros(1, 32), batch["reset"])
@@ -179,12 +182,12 @@ def test_preparation_selects_filters_and_checks() -> None:
 def test_recency_mask_sets_the_target_weights(log: dict[str, np.ndarray]) -> None:
     data = interactions(log)
     config = TrainingConfig(**{**NEXT_ITEM, "recency_half_life": 3600.0, "validation_fraction": 0.0})
-    on = trainer.prepare_data(data, Hyperparameters(), config)
-    off = trainer.prepare_data(data, Hyperparameters(recency_mask=False), config)
+    on = _data.prepare_data(data, Hyperparameters(), config)
+    off = _data.prepare_data(data, Hyperparameters(recency_mask=False), config)
     ts = on.sessions.timestamp
     np.testing.assert_allclose(on.features.weight, 0.5 ** ((ts.max() - ts) / 3600.0), rtol=1e-5, atol=1e-30)
     np.testing.assert_array_equal(off.features.weight, np.ones(len(ts)))
-    default = trainer.prepare_data(data, Hyperparameters(), TrainingConfig(**NEXT_ITEM))
+    default = _data.prepare_data(data, Hyperparameters(), TrainingConfig(**NEXT_ITEM))
     assert default.half_life == pytest.approx(ts.max() - ts.min())
     # Validation targets are never trained on.
     assert np.all(default.features.weight[default.validation_weight > 0] == 0)
@@ -195,9 +198,9 @@ def test_user_weight_exponent_divides_by_history_length(log: dict[str, np.ndarra
     keep[(log["user"] == 0) & (np.arange(len(keep)) % 20 >= 5)] = False  # user 0: 5 events
     data = interactions({k: v[keep] for k, v in log.items()})
     hyper = Hyperparameters(recency_mask=False)
-    flat = trainer.prepare_data(data, hyper, TrainingConfig(**{**NEXT_ITEM, "validation_fraction": 0.0}))
+    flat = _data.prepare_data(data, hyper, TrainingConfig(**{**NEXT_ITEM, "validation_fraction": 0.0}))
     config = TrainingConfig(**{**NEXT_ITEM, "validation_fraction": 0.0, "user_weight_exponent": 1.0})
-    equal = trainer.prepare_data(data, hyper, config)
+    equal = _data.prepare_data(data, hyper, config)
     np.testing.assert_array_equal(flat.features.weight, np.ones(len(flat.sessions)))
     # every user has the same total weight over its targets (events 1 … n−1 of n)
     per_user = np.bincount(equal.sessions.user_index, weights=equal.features.weight)
@@ -207,20 +210,20 @@ def test_user_weight_exponent_divides_by_history_length(log: dict[str, np.ndarra
 
 def test_validation_exclude_seen_is_on_without_repeated_pairs(log: dict[str, np.ndarray]) -> None:
     keep_all = Hyperparameters(max_user_history_length_percentile=1.0)
-    assert trainer.prepare_data(interactions(log), keep_all, TrainingConfig()).validation_exclude_seen
+    assert _data.prepare_data(interactions(log), keep_all, TrainingConfig()).validation_exclude_seen
     repeated = {k: np.concatenate([v, v[:1]]) for k, v in log.items()}  # user 0 sees an item again
     repeated["timestamp"][-1] = log["timestamp"].max() + 10
     data = interactions(repeated)
-    assert not trainer.prepare_data(data, keep_all, TrainingConfig()).validation_exclude_seen
+    assert not _data.prepare_data(data, keep_all, TrainingConfig()).validation_exclude_seen
     forced = TrainingConfig(validation_exclude_seen=True)
-    assert trainer.prepare_data(data, keep_all, forced).validation_exclude_seen
+    assert _data.prepare_data(data, keep_all, forced).validation_exclude_seen
 
 
 def test_evaluate_holdout_matches_a_direct_computation(
     model: hrnn.TrainedModel, log: dict[str, np.ndarray]
 ) -> None:
     data = interactions(log)
-    prepared = trainer.prepare_data(
+    prepared = _data.prepare_data(
         data, Hyperparameters(), TrainingConfig(**{**NEXT_ITEM, "validation_fraction": 0.0})
     )
     sessions, features = prepared.sessions, prepared.features
@@ -231,7 +234,7 @@ def test_evaluate_holdout_matches_a_direct_computation(
     stops = ends - 3
     cpu = torch.device("cpu")
     for exclude in (False, True):
-        got = trainer.evaluate_holdout(
+        got = _validation.evaluate_holdout(
             module, features, starts, stops, ends, cpu, cutoff=4, exclude_seen=exclude
         )
         reciprocal, precision = [], []
@@ -393,7 +396,7 @@ def test_target_window_trains_on_the_next_events(
     log: dict[str, np.ndarray], settings: dict[str, Any]
 ) -> None:
     seen: list[dict[str, torch.Tensor]] = []
-    forward = trainer._TrainingStep.forward
+    forward = _step.TrainingStep.forward
 
     def spy(self, batch, *args):  # type: ignore[no-untyped-def]
         seen.append(batch)
@@ -401,7 +404,7 @@ def test_target_window_trains_on_the_next_events(
 
     base = {**FAST, "epochs": 2, **settings}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer._TrainingStep, "forward", spy)
+        patch.setattr(_step.TrainingStep, "forward", spy)
         one = hrnn.train(interactions(log), **base)
         assert all("window_target" not in batch for batch in seen)  # target_window=1: the next-item path
         seen.clear()
@@ -424,13 +427,13 @@ def test_target_window_trains_on_the_next_events(
 def test_loss_exclude_seen_masks_each_rows_earlier_items(log: dict[str, np.ndarray]) -> None:
     data = interactions(log)
     config = TrainingConfig(loss_exclude_seen=True)
-    prepared = trainer.prepare_data(data, Hyperparameters(hidden_dimension=32), config)
+    prepared = _data.prepare_data(data, Hyperparameters(hidden_dimension=32), config)
     assert prepared.loss_exclude_seen
     # auto: on exactly when no (user, item) pair repeats (the cyclic log of 20 steps over 30 items has none)
-    assert trainer.prepare_data(
+    assert _data.prepare_data(
         data, Hyperparameters(), TrainingConfig(loss_exclude_seen=None)
     ).loss_exclude_seen
-    assert not trainer.prepare_data(data, Hyperparameters(), TrainingConfig(**NEXT_ITEM)).loss_exclude_seen
+    assert not _data.prepare_data(data, Hyperparameters(), TrainingConfig(**NEXT_ITEM)).loss_exclude_seen
     features, starts = prepared.features, prepared.starts
     user_start = np.repeat(starts, prepared.ends - starts)
     layout = build_layout(starts, prepared.train_stop, 4, 8)
@@ -447,7 +450,7 @@ def test_loss_exclude_seen_masks_each_rows_earlier_items(log: dict[str, np.ndarr
     logits = torch.zeros(int(batch["rows"].numel()), prepared.sessions.num_items)
     target = batch["target"].flatten()[batch["rows"]].unsqueeze(1)
     batch = {**batch, "seen_item": torch.cat([batch["seen_item"][:-1], target[-1]])}
-    masked = trainer._mask_seen(logits, batch, target, torch.ones(target.shape))
+    masked = _step._mask_seen(logits, batch, target, torch.ones(target.shape))
     assert torch.isinf(masked[batch["seen_row"][:-1], batch["seen_item"][:-1]]).all()
     assert torch.isfinite(masked.gather(1, target)).all()
     m = hrnn.train(data, **{**FAST, "epochs": 2, "loss_exclude_seen": True, "target_window": 2})

@@ -30,6 +30,7 @@ def tiny_data() -> hrnn.Interactions:
 TINY = {"hidden_dimension": (32, 40), "bptt": (2, 8), "epochs": (1, 2), "learning_rate": (0.005, 0.02)}
 
 
+@pytest.mark.slow  # trains a model per trial
 def test_two_trials_find_a_configuration_inside_the_ranges() -> None:
     result = tune(
         tiny_data(),
@@ -72,6 +73,7 @@ def test_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         tune(data, max_trials=1)
 
 
+@pytest.mark.slow  # trains a model per trial
 def test_given_values_are_held_fixed_and_explicit_ranges_say_what_they_replace(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

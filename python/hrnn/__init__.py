@@ -7,6 +7,7 @@ run in Rust with numpy alone.
 from typing import TYPE_CHECKING
 
 from hrnn._hrnn import __version__
+from hrnn._threads import get_num_threads, set_num_threads
 from hrnn.event_log import RepairReport, repair_event_log
 from hrnn.exceptions import (
     EventError,
@@ -20,7 +21,6 @@ from hrnn.exceptions import (
 from hrnn.interactions import DEFAULT_SESSION_TIMEOUT, DataReport, DropRule, Interactions
 from hrnn.recommender import BatchRecommendations, Recommendations, Recommender, SwapReport
 from hrnn.sessions import Sessions
-from hrnn.threads import get_num_threads, set_num_threads
 from hrnn.trained_model import TrainedModel
 from hrnn.training import train
 

@@ -96,10 +96,14 @@ class Interactions:
     rule that dropped data (:meth:`report`).
     """
 
-    __slots__ = ("_inner",)
+    # the id lists are immutable: read out of Rust once, on first use (each read copies every id)
+    __slots__ = ("_event_types", "_inner", "_item_ids", "_user_ids")
 
     def __init__(self, inner: _hrnn.Interactions) -> None:
         self._inner = inner
+        self._user_ids: tuple[str, ...] | None = None
+        self._item_ids: tuple[str, ...] | None = None
+        self._event_types: tuple[str, ...] | None = None
 
     # ----- construction -------------------------------------------------------------------------
     @classmethod
@@ -286,18 +290,24 @@ class Interactions:
 
     @property
     def user_ids(self) -> list[str]:
-        """User id of each user index."""
-        return self._inner.user_ids
+        """User id of each user index (a new list; read it once outside a loop)."""
+        if self._user_ids is None:
+            self._user_ids = tuple(self._inner.user_ids)
+        return list(self._user_ids)
 
     @property
     def item_ids(self) -> list[str]:
-        """Item id of each item index."""
-        return self._inner.item_ids
+        """Item id of each item index (a new list; read it once outside a loop)."""
+        if self._item_ids is None:
+            self._item_ids = tuple(self._inner.item_ids)
+        return list(self._item_ids)
 
     @property
     def event_types(self) -> list[str]:
         """Event type of each event-type index (``[""]`` without an EVENT_TYPE column)."""
-        return self._inner.event_types
+        if self._event_types is None:
+            self._event_types = tuple(self._inner.event_types)
+        return list(self._event_types)
 
     @property
     def has_event_type(self) -> bool:

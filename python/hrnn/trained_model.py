@@ -18,7 +18,7 @@ import numpy.typing as npt
 from hrnn import model_format as fmt
 
 if TYPE_CHECKING:
-    from hrnn.training.model import HRNN
+    from hrnn._network.model import HRNN
 
 __all__ = ["ScoredHistories", "TrainedModel"]
 
@@ -159,7 +159,7 @@ class TrainedModel:
         """The network as a torch module on CPU, in eval mode (needs torch)."""
         if self._module is None:
             _require_torch()
-            from hrnn.training.model import HRNN
+            from hrnn._network.model import HRNN
 
             self._module = HRNN.from_tensors(self._tensors)
         return self._module
@@ -231,7 +231,7 @@ class TrainedModel:
         _require_torch()
         import torch
 
-        from hrnn.training.batching import log_minutes
+        from hrnn._network.time_feature import log_minutes
 
         n = len(user_histories)
         if at is not None and len(at) != n:

@@ -97,7 +97,7 @@ def _run_trial(
     seed: int,
 ) -> tuple[dict[str, float], float]:
     """Trains one configuration on the validation split's training part and scores it."""
-    from hrnn.evaluation.hrnn_model import HrnnModel
+    from hrnn.evaluation._hrnn_model import HrnnModel
 
     interactions = data if isinstance(data, Interactions) else Interactions.from_arrays(**data)
     split = make_split(interactions, **split_options)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hrnn.demo_data import demo_interactions
+from hrnn._demo_data import demo_interactions
 
 __all__ = ["run_demo"]
 

@@ -3,8 +3,8 @@
 ``import hrnn.evaluation`` needs numpy only; training the model (``hrnn.evaluate``) needs torch.
 """
 
+from hrnn.evaluation._hrnn_model import HrnnModel
 from hrnn.evaluation.baselines import BASELINES, Baseline, Popularity, SessionKnn, make_baseline
-from hrnn.evaluation.hrnn_model import HrnnModel
 from hrnn.evaluation.metrics import NEXT_ITEM_METRICS, PERSONALIZE_METRICS, conservative_ranks, metrics
 from hrnn.evaluation.report import EvaluationReport, ModelResult, evaluate, evaluate_split
 from hrnn.evaluation.splits import PROTOCOLS, Split, make_split

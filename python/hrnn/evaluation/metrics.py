@@ -38,7 +38,11 @@ __all__ = [
     "NEXT_ITEM_METRICS",
     "PERSONALIZE_METRICS",
     "conservative_ranks",
+    "first_hit_ranks",
     "metrics",
+    "precision_at",
+    "recall_at",
+    "reciprocal_rank_at",
 ]
 
 #: Metric names of GetSolutionMetrics, in the order Personalize lists them.
@@ -188,15 +192,71 @@ def metrics(
     ranks = np.arange(1, hits.shape[1] + 1, dtype=np.float64)
     gains = 1.0 / np.log2(1.0 + ranks)
     ideal_cumulative = np.cumsum(gains)
-    first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, np.iinfo(np.int64).max)
+    first_hit = first_hit_ranks(hits)
 
     for k in (5, 10, 25):
         top = hits[:, :k]
-        result[f"precision_at_{k}"] = float(np.mean(top.sum(axis=1) / k))
+        result[f"precision_at_{k}"] = float(np.mean(precision_at(hits, k)))
         dcg = (top * gains[:k]).sum(axis=1)
         idcg = ideal_cumulative[np.minimum(num_relevant, k) - 1]
         result[f"normalized_discounted_cumulative_gain_at_{k}"] = float(np.mean(dcg / idcg))
     for k, name in ((25, "mean_reciprocal_rank_at_25"), (20, "mrr_at_20")):
-        result[name] = float(np.mean(np.where(first_hit <= k, 1.0 / np.minimum(first_hit, k + 1), 0.0)))
-    result["recall_at_20"] = float(np.mean(hits[:, :20].sum(axis=1) / num_relevant))
+        result[name] = float(np.mean(reciprocal_rank_at(first_hit, k)))
+    result["recall_at_20"] = float(np.mean(recall_at(hits, num_relevant, 20)))
     return result
+
+
+# ----- per-row metrics: shared by `metrics` and the trainer's validation (one tie rule) -----------
+def first_hit_ranks(hits: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """1-based rank of each row's first relevant item (int64 max where the row has none).
+
+    Args:
+        hits: ``[rows, K]`` from :func:`conservative_ranks`.
+
+    Returns:
+        ``[rows]`` ranks.
+    """
+    return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, np.iinfo(np.int64).max).astype(np.int64)
+
+
+def reciprocal_rank_at(first_hit: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.float64]:
+    """Per row, 1 / ``first_hit`` if it is ≤ ``k``, else 0 (MRR@k before averaging).
+
+    Args:
+        first_hit: 1-based rank of each row's first relevant item (:func:`first_hit_ranks`, or a
+            conservative rank computed directly).
+        k: cut-off.
+
+    Returns:
+        ``[rows]`` reciprocal ranks.
+    """
+    return np.where(first_hit <= k, 1.0 / np.minimum(first_hit, k + 1), 0.0)
+
+
+def precision_at(hits: npt.NDArray[np.bool_], k: int) -> npt.NDArray[np.float64]:
+    """Per row, |relevant ∩ top k| / k (lists shorter than ``k`` count their missing tail as misses).
+
+    Args:
+        hits: ``[rows, K]`` from :func:`conservative_ranks`.
+        k: cut-off.
+
+    Returns:
+        ``[rows]`` precisions.
+    """
+    return np.asarray(hits[:, :k].sum(axis=1) / k, dtype=np.float64)
+
+
+def recall_at(
+    hits: npt.NDArray[np.bool_], num_relevant: npt.NDArray[np.int64], k: int
+) -> npt.NDArray[np.float64]:
+    """Per row, |relevant ∩ top k| / |relevant| (rows need at least one relevant item).
+
+    Args:
+        hits: ``[rows, K]`` from :func:`conservative_ranks`.
+        num_relevant: ``[rows]`` distinct relevant items per row.
+        k: cut-off.
+
+    Returns:
+        ``[rows]`` recalls.
+    """
+    return np.asarray(hits[:, :k].sum(axis=1) / num_relevant, dtype=np.float64)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hrnn.evaluation._hrnn_model import HrnnModel
 from hrnn.evaluation.baselines import Baseline, make_baseline
-from hrnn.evaluation.hrnn_model import HrnnModel
 from hrnn.evaluation.metrics import NEXT_ITEM_METRICS, PERSONALIZE_METRICS, metrics
 from hrnn.evaluation.splits import Split, make_split
 from hrnn.interactions import Interactions

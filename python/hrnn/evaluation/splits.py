@@ -331,6 +331,7 @@ def _personalize(
     held_event = np.isin(user, held)
     rule = "evaluation split personalize: held-out user"
     train = _train_subset(interactions, sessions.row, held_event, rule)
+    user_ids = interactions.user_ids
     b = _Builder(train, interactions.item_ids, interactions.event_types)
     target = _newest_fraction(rank, count, fraction)
     for u in held:
@@ -339,9 +340,7 @@ def _personalize(
         items = sessions.item_index[span].astype(np.int64)
         times = sessions.timestamp[span]
         ctx = ~is_target
-        k = b.add_user(
-            interactions.user_ids[u], items[ctx], times[ctx], sessions.event_type[span][ctx].astype(np.int64)
-        )
+        k = b.add_user(user_ids[u], items[ctx], times[ctx], sessions.event_type[span][ctx].astype(np.int64))
         b.add_query(k, int(ctx.sum()), int(times[is_target][0]), items[is_target])
     return b.build(
         "personalize",
@@ -361,12 +360,13 @@ def _holdout_last(
 ) -> Split:
     target = _newest_fraction(rank, count, fraction)
     train = _train_subset(interactions, sessions.row, target, "evaluation split holdout-last: held out")
+    user_ids = interactions.user_ids
     b = _Builder(train, interactions.item_ids, interactions.event_types)
     empty = np.zeros(0, dtype=np.int64)
     for u in np.unique(user[target]):
         span = sessions.user_slice(int(u))
         is_target = target[span]
-        k = b.add_user(interactions.user_ids[u], empty, empty, empty)
+        k = b.add_user(user_ids[u], empty, empty, empty)
         targets = sessions.item_index[span][is_target].astype(np.int64)
         b.add_query(k, 0, int(sessions.timestamp[span][is_target][0]), targets)
     return b.build(
@@ -396,13 +396,14 @@ def _next_item(interactions: Interactions, sessions: Sessions, user: Int64Array)
     test_user = has & (last_sid != first_sid) & (last_len >= 2)
     test_event = in_last & test_user[user]
     train = _train_subset(interactions, sessions.row, test_event, "evaluation split next-item: test session")
+    user_ids = interactions.user_ids
     b = _Builder(train, interactions.item_ids, interactions.event_types)
     for u in np.flatnonzero(test_user):
         span = sessions.user_slice(int(u))
         mask = test_event[span]
         _add_sequence(
             b,
-            interactions.user_ids[u],
+            user_ids[u],
             sessions.item_index[span][mask].astype(np.int64),
             sessions.timestamp[span][mask],
             sessions.event_type[span][mask].astype(np.int64),
@@ -416,6 +417,7 @@ def _next_item(interactions: Interactions, sessions: Sessions, user: Int64Array)
 
 def _explicit_next_item(train: Interactions, test: Interactions) -> Split:
     sessions = test.sessionize()
+    user_ids = test.user_ids
     b = _Builder(train, test.item_ids, test.event_types)
     for u in range(test.num_users):
         span = sessions.user_slice(u)
@@ -423,7 +425,7 @@ def _explicit_next_item(train: Interactions, test: Interactions) -> Split:
             continue
         _add_sequence(
             b,
-            test.user_ids[u],
+            user_ids[u],
             sessions.item_index[span].astype(np.int64),
             sessions.timestamp[span],
             sessions.event_type[span].astype(np.int64),
@@ -447,6 +449,7 @@ def _global_time(
     after = times > cut_time
     rule = f"evaluation split global-time: after {cut_time}"
     train = _train_subset(interactions, sessions.row, after, rule)
+    user_ids = interactions.user_ids
     b = _Builder(train, interactions.item_ids, interactions.event_types)
     empty = np.zeros(0, dtype=np.int64)
     cold = 0
@@ -456,7 +459,7 @@ def _global_time(
         if mask.all():
             cold += 1
             continue
-        k = b.add_user(interactions.user_ids[u], empty, empty, empty)
+        k = b.add_user(user_ids[u], empty, empty, empty)
         b.add_query(k, 0, int(times[span][mask][0]), sessions.item_index[span][mask].astype(np.int64))
     return b.build(
         "global-time",

@@ -162,7 +162,7 @@ class TrainingConfig:
         session_timeout: seconds; a longer gap starts a new session, in [0, 10**10].
         seed: seed of every random choice (init, order, dropout, negatives, validation sample).
         cpu_kernels: on a CPU, run the recurrent cell's BPTT and the full-softmax loss through
-            hrnn's fused kernels (``hrnn.training.kernels``; the same results as torch's ops up to
+            hrnn's fused kernels (``hrnn._network.kernels``; the same results as torch's ops up to
             rounding, several times faster). False: torch's ops only, as on a GPU.
         num_threads: threads of torch's own ops during training (restored afterwards); the fused
             kernels use hrnn's threads (``hrnn.set_num_threads``, default: every core). ``None``:

@@ -16,15 +16,15 @@ import numpy.typing as npt
 import torch
 
 from hrnn import model_format as fmt
+from hrnn._network.model import HRNN
 from hrnn.sessions import Sessions
 from hrnn.trained_model import TrainedModel
-from hrnn.training.batching import EventFeatures
+from hrnn.training._batching import EventFeatures
+from hrnn.training._windows import states_after
 from hrnn.training.config import Hyperparameters, TrainingConfig
-from hrnn.training.model import HRNN
-from hrnn.training.windows import states_after
 
 if TYPE_CHECKING:
-    from hrnn.training.trainer import TrainingData
+    from hrnn.training._data import TrainingData
 
 __all__ = ["OUTSIDE_RULE", "export_model"]
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from hrnn._network.time_feature import log_minutes
 from hrnn.sessions import Sessions
 
 __all__ = [
@@ -29,26 +30,12 @@ __all__ = [
     "Window",
     "balanced_slots",
     "build_layout",
-    "log_minutes",
     "recency_weights",
     "shuffle_ties",
 ]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
-
-
-def log_minutes(gap_seconds: npt.ArrayLike) -> FloatArray:
-    """The time feature ``c = ln(1 + max(Δt, 0) / 60)`` of docs/model.md.
-
-    Args:
-        gap_seconds: time gaps in seconds.
-
-    Returns:
-        ``c`` as float32, same shape.
-    """
-    gap = np.maximum(np.asarray(gap_seconds, dtype=np.float64), 0.0)
-    return np.log1p(gap / 60.0).astype(np.float32)
 
 
 def recency_weights(

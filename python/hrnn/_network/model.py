@@ -15,7 +15,7 @@ import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 from torch import nn
 
 from hrnn import model_format as fmt
-from hrnn.training import kernels
+from hrnn._network import kernels
 
 __all__ = ["HRNN"]
 
@@ -35,7 +35,7 @@ class HRNN(nn.Module):
         dropout_embedding: dropout on ``x_t`` in training.
         dropout_hidden: dropout on ``o`` in training.
         cpu_kernels: run the recurrence through hrnn's fused CPU kernel
-            (:func:`hrnn.training.kernels.recurrence`) when the state is a float32 CPU tensor; False:
+            (:func:`hrnn._network.kernels.recurrence`) when the state is a float32 CPU tensor; False:
             torch's ops step by step (the same results up to rounding; the only path on GPUs).
     """
 

@@ -1,6 +1,6 @@
 """Mini-batch windows as tensors, and the forward-only pass over them.
 
-:func:`windows` turns a :class:`~hrnn.training.batching.SlotLayout` into the tensors of each
+:func:`windows` turns a :class:`~hrnn.training._batching.SlotLayout` into the tensors of each
 training step (with, for ``loss_exclude_seen``, each row's earlier items); :func:`states_after`
 runs the cell forward over whole user histories (validation, export).
 """
@@ -13,9 +13,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from hrnn._network.model import HRNN
 from hrnn.sessions import Sessions
-from hrnn.training.batching import EventFeatures, SlotLayout, Window, build_layout
-from hrnn.training.model import HRNN
+from hrnn.training._batching import EventFeatures, SlotLayout, Window, build_layout
 
 __all__ = ["EVAL_SLOTS", "final_states", "states_after", "to_device", "windows"]
 
