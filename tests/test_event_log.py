@@ -362,3 +362,46 @@ def test_the_log_is_training_input(tmp_path: Path) -> None:
     assert list(np.asarray(data.event_types)[frame["event_type"]][4:6]) == ["click", "buy"]
     with pytest.raises(FileNotFoundError):
         hrnn.Interactions.from_event_log(tmp_path / "missing.log")
+
+
+def test_a_log_joins_csv_data_as_personalize_would_at_a_full_retrain(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Training data = the CSV plus the log: anonymous events of a session that later logged in
+    belong to that user, rows already in the CSV (an earlier export) are not counted twice."""
+    log = tmp_path / "events.log"
+    with hrnn.Recommender.load(TINY, event_log=log) as rec:
+        rec.put_events(
+            session_id="browser-7", events=[{"event_type": "click", "sent_at": T0, "item_id": "item1"}]
+        )
+        rec.put_events(
+            session_id="anon", events=[{"event_type": "click", "sent_at": T0 + 1, "item_id": "item2"}]
+        )
+        rec.put_events(
+            user_id="alice",
+            session_id="browser-7",
+            events=[{"event_type": "click", "sent_at": T0 + 60, "item_id": "item3"}],
+        )
+        rec.put_events(
+            user_id="user0",
+            session_id="s",
+            events=[{"event_type": "click", "sent_at": T0, "item_id": "item4"}],
+        )
+    csv = hrnn.Interactions.from_arrays(
+        ["user0", "user1"], ["item4", "item5"], [T0, T0 + 5], event_type=["click", "click"]
+    )
+    with caplog.at_level(logging.INFO, logger="hrnn.interactions"):
+        merged = csv.with_event_log(log)
+    rows = merged.to_arrays()
+    triples = list(zip(rows["user_id"], rows["item_id"], rows["timestamp"], strict=True))
+    assert triples == [
+        ("user0", "item4", T0),
+        ("user1", "item5", T0 + 5),
+        ("alice", "item1", T0),  # stitched: browser-7 later logged in as alice
+        ("anon", "item2", T0 + 1),
+        ("alice", "item3", T0 + 60),
+    ]
+    assert (
+        "1 anonymous rows stitched" in caplog.text
+        and "3 of its 4 rows added, 1 already in the data" in caplog.text
+    )

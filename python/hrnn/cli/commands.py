@@ -60,6 +60,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     import hrnn
 
     data = hrnn.Interactions.from_csv(args.interactions, args.timestamp_unit)
+    if args.events is not None:
+        before = len(data)
+        data = data.with_event_log(args.events)
+        print(f"{len(data) - before} rows added from the event log {args.events} ({len(data)} in all)")
     kwargs, tune_kwargs, perform_hpo = training_kwargs(args)
     if perform_hpo:
         fixed = {k: v for k, v in kwargs.items() if k not in {"device", "seed", "progress"}}

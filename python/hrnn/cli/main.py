@@ -168,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save its directory", formatter_class=_Formatter)
     p.add_argument("interactions", help="interactions CSV")
     p.add_argument("--out", required=True, help="model directory to write (atomically)")
+    p.add_argument(
+        "--events",
+        default=None,
+        metavar="LOG",
+        help="also train on this event log (rows already in the CSV are left out, anonymous sessions "
+        "stitched to their user; see docs/operations.md)",
+    )
     _timestamp_unit_flag(p)
     _training_flags(p)
 
