@@ -11,14 +11,12 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::kernels::{Lanes, EXP_POLY, PANEL};
+use super::kernels::{Lanes, EXP_POLY};
 use super::model::{ItemTable, TableWeights};
-use super::topk::{ScanState, NEGLIGIBLE};
+use super::topk::{ScanState, BLOCK_PANELS, NEGLIGIBLE};
 
-/// Panels whose exponentials are summed in f32 before being flushed into the f64 total: each f32
-/// lane then sums at most 64 values ≤ 1 (67 with a 4-panel tile), keeping the denominator's
-/// relative error ≲ 1e-6.
-const FLUSH_PANELS: usize = 64;
+/// One query's logits for one block of panels.
+type BlockLogits = [Lanes; BLOCK_PANELS];
 
 /// `exp(x)` for `x ≤ 0` (clamped at −87), the same reduction and polynomial as
 /// `kernels::exp_lanes`.
@@ -54,7 +52,7 @@ fn hmax(v: __m256) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn hsum_f64(v: [__m256; 2]) -> f64 {
+fn hsum_f64(v: [__m256; 4]) -> f64 {
     let mut total = _mm256_setzero_pd();
     for x in v {
         total = _mm256_add_pd(total, _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
@@ -92,59 +90,57 @@ unsafe fn load_row<const BF16: bool>(row: *const u8) -> [__m256; 2] {
     }
 }
 
-/// Folds one panel's 16 logits into a query's scan: running max, sum of exponentials, top-K.
+/// Folds one block of logits (panels `first..first + logits.len()`) into a query's scan, in two
+/// passes over the L1-resident buffer: the block's maximum, then — branch-free per panel — the
+/// exponentials against the running maximum summed in 4 registers, and a vectorized comparison
+/// with the top-K threshold whose movemask is almost always 0. The work per item is the same for
+/// every score distribution (flat, peaked, tied, sorted); only the rare candidates take a branch.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn absorb(state: &mut ScanState, p: usize, logits: [__m256; 2], num_items: usize) {
-    let panel_max = hmax(_mm256_max_ps(logits[0], logits[1]));
-    let sums = state.lane_sums.as_mut_ptr();
-    if panel_max > state.max {
-        // Rare after the first panels: rescale what was summed against the old maximum.
-        let scale = if state.max == f32::NEG_INFINITY {
+fn absorb_block(state: &mut ScanState, first: usize, logits: &[Lanes], num_items: usize) {
+    // SAFETY (all loads below): each `Lanes` is 16 f32, 64-byte aligned.
+    let load = |row: &Lanes, half: usize| unsafe { _mm256_load_ps(row.0.as_ptr().add(half)) };
+    let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+    for row in logits {
+        vmax = _mm256_max_ps(vmax, _mm256_max_ps(load(row, 0), load(row, 8)));
+    }
+    let block_max = hmax(vmax);
+    if block_max > state.max {
+        // Rescale what was summed against the old maximum (at most once per block).
+        state.total *= if state.max == f32::NEG_INFINITY {
             0.0
         } else {
-            (state.max - panel_max).exp()
+            f64::from(state.max - block_max).exp()
         };
-        let s = _mm256_set1_ps(scale);
-        for i in [0, 8] {
-            // SAFETY: `lane_sums` holds 16 f32 = 2 × 8 lanes.
-            unsafe {
-                _mm256_storeu_ps(sums.add(i), _mm256_mul_ps(_mm256_loadu_ps(sums.add(i)), s))
-            };
-        }
-        state.total *= f64::from(scale);
-        state.max = panel_max;
+        state.max = block_max;
     }
-    if panel_max > state.max - NEGLIGIBLE {
-        let m = _mm256_set1_ps(state.max);
-        for (i, a) in [0, 8].into_iter().zip(logits) {
-            // SAFETY: as above.
-            unsafe {
-                let e = exp8(_mm256_sub_ps(a, m));
-                _mm256_storeu_ps(sums.add(i), _mm256_add_ps(_mm256_loadu_ps(sums.add(i)), e));
-            }
-        }
+    let threshold = state.top.threshold();
+    if block_max <= state.max - NEGLIGIBLE && block_max <= threshold {
+        // Every exponential is negligible and no item can enter: nothing to do.
+        return;
     }
-    if panel_max > state.top.threshold() {
-        let mut out = [0.0f32; PANEL];
-        // SAFETY: `out` has room for 2 × 8 lanes.
-        unsafe {
-            _mm256_storeu_ps(out.as_mut_ptr(), logits[0]);
-            _mm256_storeu_ps(out.as_mut_ptr().add(8), logits[1]);
-        }
-        state.top.offer_panel(p, &out, num_items);
+    let m = _mm256_set1_ps(state.max);
+    let thr = _mm256_set1_ps(threshold);
+    let mut sums = [_mm256_setzero_ps(); 4];
+    // Bit l of `above[i]`: lane l of panel i beats the threshold.
+    let mut above = [0u16; BLOCK_PANELS];
+    let mut any = 0;
+    for ((i, row), above) in logits.iter().enumerate().zip(&mut above) {
+        let (a, b) = (load(row, 0), load(row, 8));
+        sums[i % 2] = _mm256_add_ps(sums[i % 2], exp8(_mm256_sub_ps(a, m)));
+        sums[2 + i % 2] = _mm256_add_ps(sums[2 + i % 2], exp8(_mm256_sub_ps(b, m)));
+        let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, thr));
+        let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(b, thr));
+        *above = (lo | hi << 8) as u16;
+        any |= *above;
     }
-}
-
-/// Moves a state's f32 lane sums into its f64 total.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn flush(state: &mut ScanState) {
-    let sums = state.lane_sums.as_ptr();
-    // SAFETY: `lane_sums` holds 16 f32 = 2 × 8 lanes.
-    let v = unsafe { [_mm256_loadu_ps(sums), _mm256_loadu_ps(sums.add(8))] };
-    state.total += hsum_f64(v);
-    state.lane_sums = [0.0; PANEL];
+    // Each lane of each sum holds at most BLOCK_PANELS / 2 = 16 values ≤ 1: f32 is exact enough.
+    state.total += hsum_f64(sums);
+    if any != 0 {
+        state
+            .top
+            .offer_block(first, logits, &above[..logits.len()], num_items);
+    }
 }
 
 /// Where the kernels read the table: the weight rows (as bytes), their size, and the biases.
@@ -158,16 +154,19 @@ struct Rows<'a> {
 
 /// One register tile: panels `p..p + V` for the `U` queries, `U × V × 2` accumulators that start
 /// at the biases; each loaded row feeds all `U` queries, each broadcast query value all `V` panels.
+/// The logits go to rows `slot..slot + V` of each query's block buffer.
 ///
 /// # Safety
-/// `p + V` ≤ the table's panels; each query holds ≥ `hidden` values.
+/// `p + V` ≤ the table's panels; `slot + V` ≤ [`BLOCK_PANELS`]; each query holds ≥ `hidden`
+/// values.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile<const U: usize, const V: usize, const BF16: bool>(
     t: &Rows<'_>,
     q: &[*const f32; U],
     p: usize,
-    states: &mut [ScanState; U],
+    out: &mut [BlockLogits; U],
+    slot: usize,
 ) {
     let panel_bytes = t.hidden * t.row_bytes;
     let mut acc = [[[_mm256_setzero_ps(); 2]; V]; U];
@@ -200,14 +199,21 @@ unsafe fn tile<const U: usize, const V: usize, const BF16: bool>(
             }
         }
     }
-    for (state, acc) in states.iter_mut().zip(acc) {
-        for (v, logits) in acc.into_iter().enumerate() {
-            absorb(state, p + v, logits, t.num_items);
+    for (out, acc) in out.iter_mut().zip(acc) {
+        for (v, [lo, hi]) in acc.into_iter().enumerate() {
+            let row = out[slot + v].0.as_mut_ptr();
+            // SAFETY: slot + V ≤ BLOCK_PANELS (the caller's contract); a row holds 2 × 8 lanes.
+            unsafe {
+                _mm256_store_ps(row, lo);
+                _mm256_store_ps(row.add(8), hi);
+            }
         }
     }
 }
 
-/// Scans `panels` for `U` queries, `V` panels per tile (then one at a time for the rest).
+/// Scans `panels` for `U` queries, block by block ([`BLOCK_PANELS`], aligned to multiples of it):
+/// `V` panels per tile into the block buffers (then one at a time for the rest), then each query
+/// absorbs its block.
 ///
 /// # Safety
 /// `panels` lie inside the table; each query holds ≥ `hidden` values.
@@ -218,30 +224,28 @@ unsafe fn scan_tiles<const U: usize, const V: usize, const BF16: bool>(
     panels: Range<usize>,
     states: &mut [ScanState],
 ) {
+    const { assert!(BLOCK_PANELS.is_multiple_of(V)) };
     let q: [*const f32; U] = std::array::from_fn(|u| queries[u].as_ptr());
     let states: &mut [ScanState; U] = states.try_into().expect("one state per query");
+    let mut out = [[Lanes::default(); BLOCK_PANELS]; U];
     let mut p = panels.start;
-    let mut since_flush = 0;
     while p < panels.end {
-        // SAFETY: p + V (or p + 1) ≤ panels.end; the caller's contract for the rest.
-        if panels.end - p >= V {
-            unsafe { tile::<U, V, BF16>(t, &q, p, states) };
-            p += V;
-            since_flush += V;
-        } else {
-            unsafe { tile::<U, 1, BF16>(t, &q, p, states) };
-            p += 1;
-            since_flush += 1;
-        }
-        if since_flush >= FLUSH_PANELS {
-            since_flush = 0;
-            for state in states.iter_mut() {
-                flush(state);
+        let first = p;
+        let end = panels.end.min((p / BLOCK_PANELS + 1) * BLOCK_PANELS);
+        while p < end {
+            // SAFETY: p + V (or p + 1) ≤ end, so inside the table and the block buffer; the
+            // caller's contract for the rest.
+            if end - p >= V {
+                unsafe { tile::<U, V, BF16>(t, &q, p, &mut out, p - first) };
+                p += V;
+            } else {
+                unsafe { tile::<U, 1, BF16>(t, &q, p, &mut out, p - first) };
+                p += 1;
             }
         }
-    }
-    for state in states.iter_mut() {
-        flush(state);
+        for (state, out) in states.iter_mut().zip(&out) {
+            absorb_block(state, first, &out[..end - first], t.num_items);
+        }
     }
 }
 
@@ -310,6 +314,42 @@ pub(super) unsafe fn scan(
     } else {
         scan_rows::<false>(&t, queries, panels, states);
     }
+}
+
+/// The sum of every weight row (as raw f32 lanes, or bf16 pairs reinterpreted — the value is
+/// meaningless), read with the scan's aligned 256-bit loads into 8 independent accumulators: the
+/// time of one pass over the table's memory, the floor a single query's scan can reach.
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn read_floor(table: &ItemTable) -> f32 {
+    let (base, bytes) = match &table.weights {
+        TableWeights::F32(rows) => (rows.as_ptr().cast::<u8>(), std::mem::size_of_val(&rows[..])),
+        TableWeights::Bf16(rows) => (rows.as_ptr().cast::<u8>(), std::mem::size_of_val(&rows[..])),
+    };
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut offset = 0;
+    while offset + 256 <= bytes {
+        for (i, a) in acc.iter_mut().enumerate() {
+            // SAFETY: offset + 32 i + 32 ≤ bytes; rows are 32-byte aligned (and sized).
+            *a = _mm256_add_ps(*a, unsafe {
+                _mm256_load_ps(base.add(offset + 32 * i).cast())
+            });
+        }
+        offset += 256;
+    }
+    while offset + 32 <= bytes {
+        // SAFETY: as above.
+        acc[0] = _mm256_add_ps(acc[0], unsafe { _mm256_load_ps(base.add(offset).cast()) });
+        offset += 32;
+    }
+    let s = acc
+        .iter()
+        .fold(_mm256_setzero_ps(), |a, &b| _mm256_add_ps(a, b));
+    hsum_f64([
+        s,
+        _mm256_setzero_ps(),
+        _mm256_setzero_ps(),
+        _mm256_setzero_ps(),
+    ]) as f32
 }
 
 /// `out[i] = bias[i] + W[i, ..] · v` for a row-major `W` with `v.len()` columns (the cell's gate

@@ -2,12 +2,15 @@
 //! log-sum-exp (the softmax denominator) and offers it to a bounded top-K — no score vector, no
 //! sort of the catalogue.
 //!
-//! Per panel of 16 items and per user: 16 logits from `H` broadcast-multiply-adds onto the biases,
-//! their maximum, a vectorized `exp(logit − running max)` added to 16 f32 lane sums (flushed to
-//! f64 every 64 panels, rescaled on the rare occasions the running max grows, skipped when the
-//! whole panel is more than 40 below it), and — only when the panel's best logit beats the current
-//! K-th best — a scalar look at its lanes. After the first few panels almost every panel is
-//! rejected by that one comparison.
+//! The AVX2 kernel (`kernels_x86`) works block by block ([`BLOCK_PANELS`] panels of 16 items): the
+//! block's logits from `H` broadcast-multiply-adds onto the biases go to a 2 KB buffer that stays
+//! in L1; then one branch-free pass over the buffer adds every `exp(logit − running max)` into
+//! four f32 registers (flushed to f64 once per block; the running max is raised, and the total
+//! rescaled, at most once per block) and compares every logit with the current K-th best (one
+//! vectorized compare + movemask per panel). Only a block holding a candidate goes to
+//! [`TopK::offer_block`], which keeps at most the block's best K. So the work per item does not
+//! depend on the score distribution: flat, peaked, tied or sorted scores cost the same.
+//! The portable kernel absorbs panel by panel.
 //!
 //! Register tiles: a single query scores 4 panels at once (8 independent accumulator chains, so
 //! the FMA latency is hidden and the loop runs at memory speed); a batch scores 6 users × 1 panel
@@ -20,12 +23,18 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::kernels::{exp_lanes, lane_max, Isa, MulAdd, Row, Unfused, PANEL};
+use super::kernels::{exp_lanes, lane_max, Isa, Lanes, MulAdd, Row, Unfused, PANEL};
 use super::model::{ItemTable, TableWeights};
 
 /// Exponentials of logits more than this below the running maximum are not summed: each is below
 /// e^-40 ≈ 4e-18, so even 2^32 of them move the denominator by less than 2e-8 relative.
 pub(super) const NEGLIGIBLE: f32 = 40.0;
+
+/// Panels whose logits the AVX2 kernel computes into an L1-resident buffer before absorbing them
+/// (512 items, 2 KB per query). Blocks start at multiples of this panel index — chunks of a single
+/// query and blocks of a batch are whole multiples of it — so a single query and a batch absorb
+/// exactly the same blocks and get bit-identical results.
+pub(super) const BLOCK_PANELS: usize = 32;
 
 /// Most users one call of [`scan`] takes (the batch register tile).
 pub const TILE_USERS: usize = 6;
@@ -66,6 +75,8 @@ pub struct TopK {
     exclude: Vec<u32>,
     /// A logit must be strictly above this to enter (the K-th best once the heap is full).
     threshold: f32,
+    /// Scratch for [`TopK::offer_block`], kept to reuse its allocation.
+    candidates: Vec<Entry>,
 }
 
 impl TopK {
@@ -81,6 +92,7 @@ impl TopK {
             } else {
                 f32::NEG_INFINITY
             },
+            candidates: Vec::new(),
         }
     }
 
@@ -98,6 +110,49 @@ impl TopK {
                 self.offer(logit, item as u32);
             }
         }
+    }
+
+    /// Offers the items of panels `first..first + logits.len()` whose bit is set in `above` (bit
+    /// `l` of `above[i]`: lane `l` of panel `first + i` beat the threshold). When more than `k`
+    /// do (early blocks, or a catalogue sorted by increasing score), only the block's best `k`
+    /// reach the heap, so a block costs O(candidates + k log k) whatever the order.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline(never)]
+    pub(super) fn offer_block(
+        &mut self,
+        first: usize,
+        logits: &[Lanes],
+        above: &[u16],
+        num_items: usize,
+    ) {
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        for (i, (row, &bits)) in logits.iter().zip(above).enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let l = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let item = (first + i) * PANEL + l;
+                if item < num_items {
+                    candidates.push(Entry {
+                        logit: row.0[l],
+                        item: item as u32,
+                    });
+                }
+            }
+        }
+        if candidates.len() > self.k {
+            candidates.retain(|e| self.exclude.binary_search(&e.item).is_err());
+            if candidates.len() > self.k {
+                // `Entry`'s order puts the best first.
+                candidates.select_nth_unstable(self.k);
+                candidates.truncate(self.k);
+            }
+        }
+        for e in &candidates {
+            self.offer(e.logit, e.item);
+        }
+        self.candidates = candidates;
     }
 
     /// Offers one candidate (kept when it beats the current K-th best and is not excluded).
@@ -120,8 +175,6 @@ impl TopK {
 pub struct ScanState {
     pub(super) max: f32,
     pub(super) total: f64,
-    /// Per-lane partial sums not yet added to `total` (used by the AVX2 kernel).
-    pub(super) lane_sums: [f32; PANEL],
     pub(super) top: TopK,
 }
 
@@ -131,7 +184,6 @@ impl ScanState {
         Self {
             max: f32::NEG_INFINITY,
             total: 0.0,
-            lane_sums: [0.0; PANEL],
             top,
         }
     }
@@ -159,7 +211,6 @@ impl ScanState {
 
     /// The state of a scan over this state's items followed by `other`'s (disjoint) items.
     pub fn merge(mut self, other: ScanState) -> ScanState {
-        debug_assert!(self.lane_sums == [0.0; PANEL] && other.lane_sums == [0.0; PANEL]);
         let max = self.max.max(other.max);
         let rescaled = |m: f32, total: f64| {
             if m == f32::NEG_INFINITY {
@@ -297,6 +348,21 @@ pub fn full_scores(isa: Isa, table: &ItemTable, query: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// Reads every weight of the table once and returns a meaningless sum: with the AVX2 kernel's
+/// loads, the memory floor of one query's scan on this machine (for benchmarks: report a scan's
+/// time as a multiple of this one, measured on the same table in the same run).
+pub fn read_floor(isa: Isa, table: &ItemTable) -> f32 {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2Fma` is only chosen after `is_x86_feature_detected!` confirmed both.
+        Isa::Avx2Fma => unsafe { super::kernels_x86::read_floor(table) },
+        _ => match &table.weights {
+            TableWeights::F32(rows) => rows.iter().flat_map(|r| r.0).sum(),
+            TableWeights::Bf16(rows) => rows.iter().flat_map(|r| r.to_f32()).sum(),
+        },
+    }
+}
+
 /// Bytes of the item table one block of panels should take: a block stays in the 512 KiB L2 while
 /// every tile of a task's users passes over it.
 const BLOCK_BYTES: usize = 256 * 1024;
@@ -318,7 +384,8 @@ pub fn top_k_batch(
         .map(|e| ScanState::new(TopK::new(k, e)))
         .collect();
     let num_panels = table.num_panels();
-    let block = (BLOCK_BYTES / table.panel_bytes()).max(1);
+    // A whole number of the kernel's blocks (see [`BLOCK_PANELS`]).
+    let block = (BLOCK_BYTES / table.panel_bytes() / BLOCK_PANELS).max(1) * BLOCK_PANELS;
     let tasks = rayon::current_num_threads().max(1) * TASKS_PER_THREAD;
     // Users per task: a whole number of tiles. Each task streams the table once (from L3 or
     // memory); within it, each L2-resident block serves all of the task's tiles.
@@ -433,7 +500,71 @@ mod tests {
         }
     }
 
+    /// A table whose logits are exact in f32 whatever the summation order (small dyadic weights,
+    /// biases and query values), so the kernels must match a naive f64 reference exactly.
+    /// `shape`: 0 flat (tiny weights, no bias), 1 peaked (logits spread over hundreds), 2 tied
+    /// (three distinct logits), 3 sorted (bias rising with the item index).
+    fn dyadic_case(n: usize, h: usize, shape: u8, seed: u64) -> (ItemTable, Vec<f32>, Vec<f64>) {
+        let mut s = seed;
+        let mut int = |r: i64| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as i64 % (2 * r + 1)) - r
+        };
+        let (w, b): (Vec<f32>, Vec<f32>) = match shape {
+            0 => (
+                (0..n * h).map(|_| int(2) as f32 / 1024.0).collect(),
+                vec![0.0; n],
+            ),
+            1 => (
+                (0..n * h).map(|_| int(8) as f32 / 4.0).collect(),
+                (0..n).map(|_| int(64) as f32).collect(),
+            ),
+            2 => (vec![0.0; n * h], (0..n).map(|_| int(1) as f32).collect()),
+            _ => (
+                (0..n * h).map(|_| int(1) as f32 / 256.0).collect(),
+                (0..n).map(|j| j as f32 / 64.0).collect(),
+            ),
+        };
+        let query: Vec<f32> = (0..h).map(|_| int(4) as f32 / 4.0).chain([1.0]).collect();
+        let logits = (0..n)
+            .map(|j| {
+                let row = w[j * h..(j + 1) * h].iter().zip(&query);
+                f64::from(b[j]) + row.map(|(&w, &q)| f64::from(w) * f64::from(q)).sum::<f64>()
+            })
+            .collect();
+        (ItemTable::new(&w, &b, h), query, logits)
+    }
+
     proptest! {
+        #[test]
+        fn blocked_kernel_equals_a_naive_reference_on_flat_peaked_tied_and_sorted_scores(
+            n in 1usize..3000, h in 1usize..20, k in 1usize..60, shape in 0u8..4, seed in 0u64..1000,
+            excl in proptest::collection::vec(0u32..3000, 0..40)
+        ) {
+            let (t, query, logits) = dyadic_case(n, h, shape, seed);
+            let mut exclude: Vec<u32> = excl.into_iter().filter(|&j| (j as usize) < n).collect();
+            exclude.sort_unstable();
+            exclude.dedup();
+            let m = logits.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let log_z = m + logits.iter().map(|l| (l - m).exp()).sum::<f64>().ln();
+            let mut order: Vec<u32> = (0..n as u32).filter(|j| exclude.binary_search(j).is_err()).collect();
+            // Best first; ties: lower item index first (a stable sort keeps index order).
+            order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+            order.truncate(k);
+            for isa in [Isa::Portable, Isa::detect()] {
+                let got = top_k(isa, &t, &query, k, exclude.clone());
+                prop_assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), order.clone());
+                for &(j, score) in &got {
+                    let want = (logits[j as usize] - log_z).exp();
+                    prop_assert!((f64::from(score) - want).abs() <= 2e-6 * want + 1e-30, "{} vs {}", score, want);
+                }
+                let got_z = log_normalizer(isa, &t, &query);
+                prop_assert!((got_z - log_z).abs() <= 2e-6 * log_z.abs().max(1.0), "{} vs {}", got_z, log_z);
+            }
+        }
+
         #[test]
         fn top_k_is_the_prefix_of_a_full_sort(
             n in 1usize..200, h in 1usize..12, k in 1usize..40, seed in 0u64..1000, excl in proptest::collection::vec(0u32..200, 0..20)
