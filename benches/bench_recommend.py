@@ -323,3 +323,89 @@ def wide_rec(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 def test_hrnn_put_events_wide_cell(benchmark: Any, wide_rec: hrnn.Recommender) -> None:
     accepted = benchmark.pedantic(wide_rec.put_events, setup=fresh_calls("user1", 10), rounds=200)
     assert accepted == 10
+
+
+# ----- how the score distribution moves the single-query cost -----------------------------------
+SPREAD_ENGINES = ("hrnn fp32", "hrnn bf16", "onnxruntime", "read floor")
+
+
+@pytest.fixture(scope="module")
+def spread_cases(spread_models: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per model: its tensors, the user scored (the one whose logits vary most), both precisions."""
+    from hrnn.model_format import read_model_dir
+
+    cases = {}
+    for name, path in spread_models.items():
+        model = read_model_dir(path)
+        t = model.tensors
+        states = t["users.state"] * _gate(t)
+        user = int(np.argmax(np.linalg.norm(states, axis=1)))
+        cases[name] = {
+            "tensors": t,
+            "user": model.meta["user_ids"][user],
+            "row": user,
+            "fp32": hrnn.Recommender.load(path),
+            "bf16": hrnn.Recommender.load(path, precision="bf16"),
+        }
+    return cases
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    before = hrnn.get_num_threads()
+    hrnn.set_num_threads(1)
+    yield
+    hrnn.set_num_threads(before)
+
+
+@pytest.mark.parametrize("engine", SPREAD_ENGINES)
+@pytest.mark.parametrize("model", range(6))
+@pytest.mark.benchmark(group="scoring spread")
+def test_scoring_spread(
+    benchmark: Any, spread_cases: dict[str, dict[str, Any]], model: int, engine: str, one_thread: None
+) -> None:
+    """One user's top-25 on one thread, per model (trained and random) and engine; ``python
+    benches/ratios.py -k spread`` prints the models × engines table with hrnn/floor and
+    onnxruntime/hrnn. The read floor sums the same fp32 table with the kernel's loads."""
+    names = sorted(spread_cases)
+    if model >= len(names):
+        pytest.skip("fewer models in this run (shared data absent, or the test suite)")
+    name = names[model]
+    case = spread_cases[name]
+    benchmark.group = f"scoring spread: {name} (1 thread)"
+    benchmark.extra_info.update({"spread_model": name, "spread_engine": engine})
+    rec, user = case["fp32"], case["user"]
+    if engine == "hrnn fp32":
+        top = benchmark(rec.recommend, user, K)
+        assert len(top) == min(K, rec.num_items)
+    elif engine == "hrnn bf16":
+        top = benchmark(case["bf16"].recommend, user, K)
+        exact = [i for i, _ in rec.recommend(user, K)]
+        benchmark.extra_info["top25_overlap_with_fp32"] = len(set(exact) & {i for i, _ in top}) / len(exact)
+    elif engine == "onnxruntime":
+        t = case["tensors"]
+        session = _onnx_session(t, threads=1)
+        feeds = {
+            "h": t["users.state"][case["row"] : case["row"] + 1],
+            "tau": np.zeros((1, 2), dtype=np.float32),
+        }
+        scores, _ = benchmark(session.run, None, feeds)
+        np.testing.assert_allclose(scores[0], [s for _, s in rec.recommend(user, K)], rtol=1e-4)
+    else:
+        benchmark(rec._inner._read_floor)
+
+
+# ----- fixed cost of a call through Python ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_rec(tmp_path_factory: pytest.TempPathFactory) -> hrnn.Recommender:
+    """A 1k-item model: scoring is ~1 µs, so a call's time is the binding's fixed cost."""
+    model = random_model(1_000, H, num_users=4, event_types=["click"])
+    return hrnn.Recommender.load(
+        write_model_dir(tmp_path_factory.mktemp("small") / "model", model.tensors, model.meta)
+    )
+
+
+@pytest.mark.benchmark(group="recommend: fixed cost of a call, 1k items, top-25 (1 thread)")
+def test_hrnn_recommend_fixed_cost(benchmark: Any, small_rec: hrnn.Recommender, one_thread: None) -> None:
+    top = benchmark(small_rec.recommend, "user1", K, exclude_seen=True)
+    assert len(top) == K

@@ -4,6 +4,7 @@ inputs (so they stay working), and for real with ``python benches/ratios.py`` at
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # Competitors get the same two threads the machine has; set before polars is imported.
 os.environ.setdefault("POLARS_MAX_THREADS", "2")
@@ -84,3 +85,63 @@ def log_csv(log_arrays: dict[str, np.ndarray], tmp_path_factory: pytest.TempPath
             out.write("\n".join(lines.tolist()))
             out.write("\n")
     return path
+
+
+# ----- models for the scoring-spread benchmark ------------------------------------------------------
+def session_log(rows: int, num_items: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A seeded session log over ``num_items`` Zipf(1.05) items with sequential structure: each
+    user walks through sessions of ~8 events where the next item is near the previous one
+    (so a trained model learns peaked, non-random scores)."""
+    rng = np.random.default_rng(seed)
+    ranks = np.arange(1, num_items + 1, dtype=np.float64)
+    cdf = np.cumsum(ranks**-1.05)
+    cdf /= cdf[-1]
+    starts = np.searchsorted(cdf, rng.random(rows))
+    step = rng.integers(-20, 21, rows)
+    new_session = rng.random(rows) < 1 / 8
+    items = np.where(new_session, starts, 0)
+    for i in range(1, rows):  # a walk: cheap at the sizes used (≤ 1M rows)
+        if not new_session[i]:
+            items[i] = (items[i - 1] + step[i]) % num_items
+    users = np.cumsum(rng.random(rows) < 1 / 40)
+    timestamps = 1_700_000_000 + np.arange(rows, dtype=np.int64) * 7
+    return {"user": users, "item": items.astype(np.int64), "timestamp": timestamps}
+
+
+@pytest.fixture(scope="session")
+def spread_models(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Model directories for the scoring-spread benchmark, trained or written once per session.
+
+    Benchmarking: a 1-epoch training on each shared dataset present (ml-latest-small,
+    rsc15-100k), a 1-epoch training on a synthetic 100k-item session log (H = 43), and random
+    100k-item models at output scales 0.3, 0.05 and 0.01. In the test suite: tiny versions.
+    """
+    import hrnn
+    from hrnn.model_format import random_model, write_model_dir
+
+    benchmarking = benchmarks_enabled(request.config)
+    root = tmp_path_factory.mktemp("spread")
+    models: dict[str, Path] = {}
+    datasets = {
+        "ml-latest-small": SHARED_DATA / "ml-latest-small" / "interactions.csv",
+        "rsc15-100k": SHARED_DATA / "rsc15-100k" / "train.csv",
+    }
+    settings: dict[str, Any] = {"epochs": 1, "progress": False, "hidden_dimension": 43}
+    if benchmarking:
+        for name, csv in datasets.items():
+            if csv.exists():
+                trained = hrnn.train(hrnn.Interactions.from_csv(csv), **settings)
+                models[f"trained {name}"] = trained.save(root / name)
+    n = 100_000 if benchmarking else 1_000
+    log = session_log(1_000_000 if benchmarking else 5_000, n)
+    data = hrnn.Interactions.from_arrays(log["user"], log["item"], log["timestamp"])
+    trained = hrnn.train(data, **settings)
+    models[f"trained synthetic {len(trained.item_ids) // 1000}k"] = trained.save(root / "synthetic")
+    for scale in (0.3, 0.05, 0.01):
+        model = random_model(n, 43, num_users=4, event_types=["click"], output_scale=scale)
+        models[f"random {n // 1000}k, output_scale {scale}"] = write_model_dir(
+            root / f"random-{scale}", model.tensors, model.meta
+        )
+    return models

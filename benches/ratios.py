@@ -42,7 +42,41 @@ def main(argv: list[str]) -> int:
                 f"{key} {value:,.4g}" for key, value in extra[name].items() if isinstance(value, int | float)
             )
             print(f"  {name:45s} {median * 1e3:10.3f} ms   {ratio}   {details}")
+    spread_table(data["benchmarks"])
     return code
+
+
+def spread_table(benchmarks: list[dict[str, object]]) -> None:
+    """The scoring-spread benchmark as one table: models × engines (median µs), hrnn fp32 over
+    the read floor, onnxruntime over hrnn fp32, and the spread of hrnn fp32 across the models."""
+    cells: dict[str, dict[str, float]] = defaultdict(dict)
+    overlap: dict[str, float] = {}
+    for bench in benchmarks:
+        info = bench.get("extra_info") or {}
+        assert isinstance(info, dict)
+        if "spread_model" in info:
+            stats = bench["stats"]
+            assert isinstance(stats, dict)
+            cells[info["spread_model"]][info["spread_engine"]] = float(stats["median"]) * 1e6
+            if "top25_overlap_with_fp32" in info:
+                overlap[info["spread_model"]] = float(info["top25_overlap_with_fp32"])
+    if not cells:
+        return
+    engines = ["hrnn fp32", "hrnn bf16", "onnxruntime", "read floor"]
+    print("\n[scoring spread: 1 user, top-25, 1 thread; median µs]")
+    header = "".join(f"{e:>13s}" for e in engines)
+    print(f"  {'model':34s}{header}   hrnn/floor   ort/hrnn   bf16 overlap")
+    fp32 = []
+    for model, row in cells.items():
+        values = "".join(f"{row.get(e, float('nan')):13.1f}" for e in engines)
+        hrnn_t, floor, ort = row.get("hrnn fp32"), row.get("read floor"), row.get("onnxruntime")
+        fp32.append(hrnn_t or float("nan"))
+        per_floor = f"{hrnn_t / floor:10.2f}x" if hrnn_t and floor else "       n/a"
+        vs_ort = f"{ort / hrnn_t:8.2f}x" if hrnn_t and ort else "     n/a"
+        print(f"  {model:34s}{values}   {per_floor}   {vs_ort}   {overlap.get(model, float('nan')):8.3f}")
+    big = [t for m, t in zip(cells, fp32, strict=True) if "100k" in m]
+    if len(big) > 1:
+        print(f"  hrnn fp32 spread over the 100k-item models: max/min = {max(big) / min(big):.2f}")
 
 
 if __name__ == "__main__":

@@ -249,6 +249,14 @@ impl Recommender {
         Ok((report.events_replayed, report.events_before_cutoff))
     }
 
+    /// Reads the current model's item table once with the scoring kernel's loads (off the GIL)
+    /// and returns a meaningless sum: its time is the memory floor of a single query's scan, for
+    /// benchmarks. Not part of the public API.
+    fn _read_floor(&self, py: Python<'_>) -> f32 {
+        let model = Arc::clone(self.inner.snapshot().model());
+        py.detach(|| hrnn_core::engine::topk::read_floor(model.isa, &model.table))
+    }
+
     /// The item ids held for the user, most recent last.
     fn history<'py>(&self, py: Python<'py>, user_id: String) -> Vec<Bound<'py, PyString>> {
         let snapshot = self.inner.snapshot();
