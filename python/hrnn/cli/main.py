@@ -175,6 +175,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="also train on this event log (rows already in the CSV are left out, anonymous sessions "
         "stitched to their user; see docs/operations.md)",
     )
+    p.add_argument(
+        "--training-mode",
+        default="FULL",
+        type=str.upper,
+        choices=["FULL", "UPDATE"],
+        help="FULL: train from scratch; UPDATE: continue from --init-from, training only the users "
+        "with events after its training cut-off (Personalize's trainingMode)",
+    )
+    p.add_argument(
+        "--init-from", default=None, metavar="DIR", help="the base model of --training-mode UPDATE"
+    )
+    p.add_argument(
+        "--drop-absent-items",
+        action="store_true",
+        help="UPDATE: drop the base model's items that the data no longer has (default: keep them)",
+    )
     _timestamp_unit_flag(p)
     _training_flags(p)
 
