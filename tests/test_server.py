@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import hrnn
@@ -48,7 +49,9 @@ def test_get_recommendations_matches_the_engine(server: Server) -> None:
     runtime, _ = _clients(server)
     answer = runtime.get_recommendations(campaignArn=CAMPAIGN, userId="user0", numResults=7, itemId="x")
     expected = server.recommender.recommend("user0", 7)
-    assert [(p["itemId"], p["score"]) for p in answer["itemList"]] == list(expected)  # JSON floats round-trip
+    assert [p["itemId"] for p in answer["itemList"]] == [item for item, _ in expected]
+    # Scores are the engine's f32 values, written with the 9 digits that give them back exactly.
+    assert [np.float32(p["score"]) for p in answer["itemList"]] == [np.float32(s) for _, s in expected]
     assert answer["recommendationId"].startswith("RID-")
     assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
     default = runtime.get_recommendations(campaignArn=CAMPAIGN, userId="user0")
@@ -314,3 +317,12 @@ def test_config_file(tmp_path: Path) -> None:
     path.write_text(json.dumps({"filters": {"arn:x": {"exclude": ["a"]}}}))
     with pytest.raises(ValueError, match="unknown keys"):
         load_config(path)
+
+
+def test_item_ids_are_json_escaped() -> None:
+    from hrnn.server.personalize import PersonalizeService
+
+    service = PersonalizeService(hrnn.Recommender.load(TINY))
+    for item in ['a"b', "50%", "\\x", "é\n"]:
+        entry = json.loads(service._item_template(item) % 0.25)
+        assert entry == {"itemId": item, "score": 0.25}
