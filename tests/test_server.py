@@ -308,6 +308,11 @@ def test_config_file(tmp_path: Path) -> None:
     path.write_text(json.dumps({"filters": FILTERS, "campaign_arns": [CAMPAIGN]}))
     config = load_config(path)
     assert set(config["filters"]) == set(FILTERS) and config["campaign_arns"] == [CAMPAIGN]
+    path.write_text(json.dumps({"credentials": {"AKID": "secret"}}))
+    assert load_config(path)["credentials"] == {"AKID": "secret"}
+    path.write_text(json.dumps({"credentials": ["AKID"]}))
+    with pytest.raises(ValueError, match="credentials"):
+        load_config(path)
     path.write_text(json.dumps({"filter": {}}))
     with pytest.raises(ValueError, match=r"unknown keys \['filter'\]"):
         load_config(path)
@@ -326,3 +331,51 @@ def test_item_ids_are_json_escaped() -> None:
     for item in ['a"b', "50%", "\\x", "é\n"]:
         entry = json.loads(service._item_template(item) % 0.25)
         assert entry == {"itemId": item, "score": 0.25}
+
+
+def test_sigv4_is_verified_when_credentials_are_configured() -> None:
+    credentials = {"AKIDEXAMPLE": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
+    with Server(TINY, port=0, credentials=credentials) as server:
+
+        def client(service: str, key: str, secret: str) -> Any:
+            return boto3.client(
+                service, endpoint_url=server.url, region_name="eu-west-1",
+                aws_access_key_id=key, aws_secret_access_key=secret,
+            )  # fmt: skip
+
+        good = client("personalize-runtime", "AKIDEXAMPLE", credentials["AKIDEXAMPLE"])
+        assert (
+            len(good.get_recommendations(campaignArn=CAMPAIGN, userId="user0", numResults=3)["itemList"]) == 3
+        )
+        events = client("personalize-events", "AKIDEXAMPLE", credentials["AKIDEXAMPLE"])
+        events.put_events(trackingId="t", sessionId="s", eventList=[{"eventType": "click", "sentAt": T0}])
+        wrong_secret = client("personalize-runtime", "AKIDEXAMPLE", "not-the-secret")
+        with pytest.raises(botocore_error(), match="InvalidSignatureException") as caught:
+            wrong_secret.get_recommendations(campaignArn=CAMPAIGN, userId="user0")
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        unknown_key = client("personalize-runtime", "AKIDOTHER", "x")
+        with pytest.raises(botocore_error(), match="UnrecognizedClientException"):
+            unknown_key.get_recommendations(campaignArn=CAMPAIGN, userId="user0")
+        status, headers, _ = _raw(server, "POST", "/recommendations", b'{"userId": "user0"}')
+        assert status == 403 and headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
+        assert _raw(server, "GET", "/ping")[0] == 200  # health checks need no signature
+
+
+def test_sigv4_refuses_an_old_signature() -> None:
+    from hrnn.server.sigv4 import SignatureError, verify_sigv4
+
+    headers = {
+        "host": "h",
+        "x-amz-date": "20240101T000000Z",
+        "authorization": "AWS4-HMAC-SHA256 Credential=K/20240101/us-east-1/personalize/aws4_request, "
+        "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
+    }
+    with pytest.raises(SignatureError, match="15 minutes") as caught:
+        verify_sigv4({"K": "s"}, "POST", "/events", "", headers, b"{}")
+    assert caught.value.code == "InvalidSignatureException"
+
+
+def botocore_error() -> type[Exception]:
+    from botocore.exceptions import ClientError
+
+    return ClientError

@@ -10,9 +10,11 @@ Point a ``personalize-runtime`` or ``personalize-events`` client's ``endpoint_ur
 or from the shell, ``hrnn serve model/ --event-log events.log``. Routes, config and the transport's
 design: docs/api.md ("HTTP server") and :mod:`hrnn.server.http`.
 
-SigV4: requests are accepted whatever their ``Authorization`` header says; the signature is not
-verified, so bind to loopback or a private network (the default host is 127.0.0.1) or put an
-authenticating proxy in front.
+SigV4: by default requests are accepted whatever their ``Authorization`` header says (the SDKs
+need credentials to sign with; dummy ones do), so bind to loopback or a private network (the
+default host is 127.0.0.1). With ``credentials`` (access key → secret; the config file's
+``"credentials"``) every Personalize request must be signed by one of those keys
+(:mod:`hrnn.server.sigv4`).
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ logger = logging.getLogger("hrnn.server")
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Reads a server config file: ``{"filters": {ARN: filter, ...}, "campaign_arns": [...]}``
-    (both optional; :mod:`hrnn.server.filters` describes a filter).
+    """Reads a server config file: ``{"filters": {ARN: filter, ...}, "campaign_arns": [...],
+    "credentials": {ACCESS_KEY_ID: SECRET, ...}}`` (each optional; :mod:`hrnn.server.filters`
+    describes a filter).
 
     Returns:
-        Keyword arguments of :class:`Server` (``filters``, ``campaign_arns``).
+        Keyword arguments of :class:`Server` (``filters``, ``campaign_arns``, ``credentials``).
 
     Raises:
         ValueError: the file is not that JSON shape; names the key.
@@ -50,15 +53,22 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     config = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a JSON object, found {type(config).__name__}")
-    unknown = sorted(set(config) - {"filters", "campaign_arns"})
+    unknown = sorted(set(config) - {"filters", "campaign_arns", "credentials"})
     if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown} (expected filters, campaign_arns)")
+        raise ValueError(f"{path}: unknown keys {unknown} (expected filters, campaign_arns, credentials)")
     out: dict[str, Any] = {"filters": parse_filters(config.get("filters", {}))}
     arns = config.get("campaign_arns")
     if arns is not None:
         if not isinstance(arns, list) or not all(isinstance(a, str) for a in arns):
             raise ValueError(f"{path}: campaign_arns: expected a list of strings, found {arns!r:.100}")
         out["campaign_arns"] = arns
+    credentials = config.get("credentials")
+    if credentials is not None:
+        if not isinstance(credentials, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in credentials.items()
+        ):
+            raise ValueError(f"{path}: credentials: expected an object of access key id -> secret")
+        out["credentials"] = credentials
     return out
 
 
@@ -73,6 +83,8 @@ class Server:
         port: TCP port; 0 picks a free one (read it back from :attr:`port`).
         filters: filter ARN → filter, as parsed objects or the config's JSON object.
         campaign_arns: if given, the only campaign/recommender ARNs accepted.
+        credentials: access key id → secret access key; when given, requests must carry a valid
+            SigV4 signature by one of them (default: any signature is accepted).
         max_connections: connections served at once, one thread each.
         access_log: log each request to the ``hrnn.server.access`` logger.
     """
@@ -86,6 +98,7 @@ class Server:
         port: int = 8080,
         filters: Mapping[str, NamedFilter] | Mapping[str, Any] | None = None,
         campaign_arns: Iterable[str] | None = None,
+        credentials: Mapping[str, str] | None = None,
         max_connections: int = 64,
         access_log: bool = False,
     ) -> None:
@@ -103,6 +116,7 @@ class Server:
             self.recommender,
             filters=parsed,
             campaign_arns=None if campaign_arns is None else frozenset(campaign_arns),
+            credentials=credentials,
         )
         self._http = HttpServer(
             self.service, host, port, max_connections=max_connections, access_log=access_log

@@ -40,6 +40,7 @@ _MAX_BODY_BYTES = 1024 * 1024
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
@@ -51,12 +52,13 @@ _REASONS = {
 
 
 class Request(NamedTuple):
-    """One parsed request: method, path (query string cut off), lower-cased header names, body."""
+    """One parsed request: method, path, lower-cased header names, body, query string (no ``?``)."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""
 
 
 class Response(NamedTuple):
@@ -269,7 +271,8 @@ def _read_request(sock: socket.socket, buffer: bytearray) -> tuple[Request | Non
     del buffer[:length]
     connection = headers.get("connection", "").lower()
     keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-    return Request(method, target.partition("?")[0], headers, body), keep_alive
+    path, _, query = target.partition("?")
+    return Request(method, path, headers, body, query), keep_alive
 
 
 def _serialize(response: Response, keep_alive: bool) -> bytes:

@@ -30,6 +30,7 @@ from hrnn.recommender import Recommender
 from hrnn.server.filters import FilterError, NamedFilter
 from hrnn.server.http import Request, Response
 from hrnn.server.metrics import Metrics
+from hrnn.server.sigv4 import SignatureError, verify_sigv4
 
 __all__ = ["PersonalizeService", "ServiceError"]
 
@@ -85,6 +86,8 @@ class PersonalizeService:
             (others: ResourceNotFoundException); ``None`` accepts any, since one server serves one
             model.
         metrics: where requests are counted.
+        credentials: access key id → secret: when given, the service's routes need a valid SigV4
+            signature by one of these keys (:mod:`hrnn.server.sigv4`); ``None`` accepts any.
     """
 
     def __init__(
@@ -94,11 +97,13 @@ class PersonalizeService:
         filters: Mapping[str, NamedFilter] | None = None,
         campaign_arns: frozenset[str] | None = None,
         metrics: Metrics | None = None,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         self._rec = recommender
         self._filters = dict(filters or {})
         self._campaign_arns = campaign_arns
         self.metrics = metrics or Metrics()
+        self._credentials = dict(credentials) if credentials else None
         self._catalogue = frozenset(recommender.item_ids)
         self._templates: dict[str, str] = {}  # grows to at most the catalogue's size
         self._routes = {
@@ -130,6 +135,14 @@ class PersonalizeService:
             )
         name, operation = found
         try:
+            if self._credentials is not None:
+                try:
+                    verify_sigv4(
+                        self._credentials, request.method, request.path, request.query,
+                        request.headers, request.body,
+                    )  # fmt: skip
+                except SignatureError as error:
+                    raise ServiceError(403, error.code, str(error)) from None
             try:
                 body = json.loads(request.body) if request.body else {}
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
