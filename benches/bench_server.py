@@ -8,9 +8,11 @@ Usage (full size: a random model of 100k items, H = 43)::
 
 Each server runs in its own process; the load comes from ``--clients`` client processes, each
 with one keep-alive ``http.client`` connection sending the JSON body boto3 would send, back to back
-(closed loop), so on a small machine the load generator shares the cores with the server, as it
-would in a co-located deployment. Inside the test suite, ``test_server_load`` runs the same code
-on a tiny model for a fraction of a second and only checks that every request succeeded.
+(closed loop). Each run is split into rounds that take the servers in turn, so a change in the
+machine's background load falls on all of them. On a small machine the load generator shares the
+cores with the server, as it would in a co-located deployment. Inside the test suite,
+``test_server_load`` runs the same code on a tiny model for a fraction of a second and only checks
+that every request succeeded.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-def _load(url: str, op: str, clients: int, seconds: float) -> dict[str, float]:
+def _load(url: str, op: str, clients: int, seconds: float) -> tuple[list[float], int]:
+    """Latencies of every request of one run, and the count of non-200 answers."""
     start = time.time() + 0.5  # every client process is up before the clock starts
     procs = [
         subprocess.Popen(
@@ -109,15 +112,22 @@ def _load(url: str, op: str, clients: int, seconds: float) -> dict[str, float]:
         )
         for k in range(clients)
     ]
-    results = []
+    latencies: list[float] = []
+    errors = 0
     for proc in procs:
         out, _ = proc.communicate()
-        results.append(json.loads(out))
-    latencies = sorted(t for r in results for t in r["latencies"])
+        result = json.loads(out)
+        latencies += result["latencies"]
+        errors += result["errors"]
+    return latencies, errors
+
+
+def _summary(latencies: list[float], errors: int, seconds: float) -> dict[str, Any]:
+    latencies = sorted(latencies)
     n = len(latencies)
     return {
         "requests": n,
-        "errors": sum(r["errors"] for r in results),
+        "errors": errors,
         "rps": n / seconds,
         "p50_ms": latencies[n // 2] * 1e3 if n else float("nan"),
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1e3 if n else float("nan"),
@@ -125,9 +135,16 @@ def _load(url: str, op: str, clients: int, seconds: float) -> dict[str, float]:
 
 
 def run(
-    items: int, seconds: float, clients: int, baseline: bool = True, variants: bool = False
+    items: int,
+    seconds: float,
+    clients: int,
+    baseline: bool = True,
+    variants: bool = False,
+    rounds: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """Runs every (server, operation) pair; returns their stats keyed ``"server op"``."""
+    """Runs every (server, operation) pair for ``seconds`` in all, split into ``rounds`` rounds that
+    take the servers in turn (so a change in the machine's background load hits all of them);
+    returns their stats keyed ``"server op"``."""
     from hrnn.model_format import random_model, write_model_dir
 
     results: dict[str, dict[str, Any]] = {}
@@ -158,13 +175,22 @@ def run(
                  str(Path(tmp) / "stdlib.log")],
                 "URL ",
             )  # fmt: skip
-        for name, (command, marker) in servers.items():
-            proc, url = _start_server(command, marker)
-            try:
-                for op in ("recommend", "put_events"):
-                    results[f"{name} {op}"] = _load(url, op, clients, seconds)
-            finally:
+        running: dict[str, tuple[subprocess.Popen[str], str]] = {}
+        try:
+            for name, (command, marker) in servers.items():
+                running[name] = _start_server(command, marker)
+            raw: dict[str, tuple[list[float], int]] = {}
+            for _ in range(rounds):
+                for name, (_, url) in running.items():
+                    for op in ("recommend", "put_events"):
+                        latencies, errors = _load(url, op, clients, seconds / rounds)
+                        before = raw.get(f"{name} {op}", ([], 0))
+                        raw[f"{name} {op}"] = (before[0] + latencies, before[1] + errors)
+        finally:
+            for proc, _ in running.values():
                 _stop(proc)
+    for key, (latencies, errors) in raw.items():
+        results[key] = _summary(latencies, errors, seconds)
     return results
 
 
@@ -213,6 +239,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds taking the servers in turn")
     parser.add_argument(
         "--variants",
         action="store_true",
@@ -222,9 +249,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     print(
         f"{args.items} items x H=43, {args.clients} keep-alive client processes, {args.seconds:g} s per run, "
+        f"in {args.rounds} rounds taking the servers in turn, "
         f"{os.cpu_count()} cores shared by servers and clients"
     )
-    print(report(run(args.items, args.seconds, args.clients, variants=args.variants)))
+    print(report(run(args.items, args.seconds, args.clients, variants=args.variants, rounds=args.rounds)))
     return 0
 
 
