@@ -79,6 +79,58 @@ def _client(url: str, op: str, start: float, seconds: float, seed: int) -> dict[
     return {"latencies": latencies, "errors": errors}
 
 
+def _engine(model: str, log: str, op: str, start: float, seconds: float, threads: int) -> dict[str, Any]:
+    """The engine alone, no HTTP: ``threads`` threads calling it back to back in one process (the
+    most any server in front of it could reach on this machine)."""
+    import threading
+
+    import hrnn
+
+    rec = hrnn.Recommender.load(model, event_log=log)
+    per_thread: list[list[float]] = [[] for _ in range(threads)]
+
+    def work(k: int) -> None:
+        rng = random.Random(k)
+        sequence = 0
+        while time.time() < start:
+            time.sleep(0.001)
+        end = start + seconds
+        while time.time() < end:
+            began = time.perf_counter()
+            if op == "recommend":
+                rec.recommend(f"user{rng.randrange(USERS)}", 25)
+            else:
+                sequence += 1
+                rec.put_events(
+                    user_id=f"user{rng.randrange(USERS)}",
+                    session_id=f"s{k}",
+                    events=[
+                        {
+                            "event_type": "click",
+                            "sent_at": 1_700_000_000 + sequence,
+                            "item_id": f"item{rng.randrange(1000)}",
+                            "event_id": f"e{k}-{sequence}-{start}",
+                        }
+                    ],
+                )
+            per_thread[k].append(time.perf_counter() - began)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    rec.close()
+    return {"latencies": [t for ts in per_thread for t in ts], "errors": 0}
+
+
+def _engine_load(model: str, log: str, op: str, clients: int, seconds: float) -> tuple[list[float], int]:
+    start = time.time() + 1.0  # the model is loaded before the clock starts
+    command = [sys.executable, __file__, "--engine", model, log, op, repr(start), repr(seconds), str(clients)]
+    result = json.loads(subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True).stdout)
+    return result["latencies"], result["errors"]
+
+
 def _start_server(command: list[str], marker: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -141,10 +193,12 @@ def run(
     baseline: bool = True,
     variants: bool = False,
     rounds: int = 1,
+    engine: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Runs every (server, operation) pair for ``seconds`` in all, split into ``rounds`` rounds that
     take the servers in turn (so a change in the machine's background load hits all of them);
-    returns their stats keyed ``"server op"``."""
+    returns their stats keyed ``"server op"``. ``engine`` adds the engine alone, called from as
+    many threads in one process as there are clients (no HTTP)."""
     from hrnn.model_format import random_model, write_model_dir
 
     results: dict[str, dict[str, Any]] = {}
@@ -181,6 +235,12 @@ def run(
                 running[name] = _start_server(command, marker)
             raw: dict[str, tuple[list[float], int]] = {}
             for _ in range(rounds):
+                if engine:
+                    for op in ("recommend", "put_events"):
+                        log = str(Path(tmp) / "engine.log")
+                        latencies, errors = _engine_load(str(path), log, op, clients, seconds / rounds)
+                        before = raw.get(f"engine alone {op}", ([], 0))
+                        raw[f"engine alone {op}"] = (before[0] + latencies, before[1] + errors)
                 for name, (_, url) in running.items():
                     for op in ("recommend", "put_events"):
                         latencies, errors = _load(url, op, clients, seconds / rounds)
@@ -203,7 +263,7 @@ def report(results: dict[str, dict[str, Any]]) -> str:
         )
     for op in ("recommend", "put_events"):
         ours = results.get(f"hrnn serve {op}")
-        for other in ("fastapi+uvicorn", "fastapi (async def)", "stdlib http.server"):
+        for other in ("fastapi+uvicorn", "fastapi (async def)", "stdlib http.server", "engine alone"):
             base = results.get(f"{other} {op}")
             if ours and base:
                 lines.append(
@@ -222,13 +282,17 @@ def test_server_load() -> None:
         baseline = True
     except ImportError:
         baseline = False
-    results = run(items=500, seconds=0.3, clients=2, baseline=baseline)
+    results = run(items=500, seconds=0.3, clients=2, baseline=baseline, engine=True)
     for key, r in results.items():
         assert r["requests"] > 0 and r["errors"] == 0, key
     assert "req/s" in report(results)
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--engine":
+        model, log, op, start, seconds, threads = argv[1:7]
+        print(json.dumps(_engine(model, log, op, float(start), float(seconds), int(threads))))
+        return 0
     if argv and argv[0] == "--client":
         url, op, start, seconds, seed = argv[1:6]
         print(json.dumps(_client(url, op, float(start), float(seconds), int(seed))))
@@ -243,8 +307,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--variants",
         action="store_true",
-        help="also FastAPI with an async def GetRecommendations handler, and the same routes on "
-        "the standard library's ThreadingHTTPServer (the transport hrnn.server.http replaced)",
+        help="also FastAPI with an async def GetRecommendations handler, the same routes on the "
+        "standard library's ThreadingHTTPServer (the transport hrnn.server.http replaced), and the "
+        "engine alone without HTTP (the ceiling of any server on this machine)",
     )
     args = parser.parse_args(argv)
     print(
@@ -252,7 +317,18 @@ def main(argv: list[str]) -> int:
         f"in {args.rounds} rounds taking the servers in turn, "
         f"{os.cpu_count()} cores shared by servers and clients"
     )
-    print(report(run(args.items, args.seconds, args.clients, variants=args.variants, rounds=args.rounds)))
+    print(
+        report(
+            run(
+                args.items,
+                args.seconds,
+                args.clients,
+                variants=args.variants,
+                rounds=args.rounds,
+                engine=args.variants,
+            )
+        )
+    )
     return 0
 
 
