@@ -209,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8080, help="TCP port (0: any free one)")
     p.add_argument(
-        "--config", default=None, help='JSON {"filters": {ARN: filter}, "campaign_arns": [...]} (docs/api.md)'
+        "--config",
+        default=None,
+        help="JSON file: filters (ARN -> filter), campaign_arns, credentials for SigV4 (docs/api.md)",
     )
     p.add_argument("--max-connections", type=int, default=64, help="connections served at once")
     p.add_argument("--access-log", action="store_true", help="log one line per request")

@@ -6,12 +6,16 @@ response while holding the GIL. ``http.server.BaseHTTPRequestHandler`` parses he
 :mod:`email.parser` and writes through several buffered calls; uvicorn + FastAPI run an event loop,
 pydantic and (for blocking handlers) a hop to a worker thread per request. This server parses the
 request line and the few headers it needs with ``bytes.split``, answers with one ``sendall`` and
-keeps each connection on one thread, so a request costs tens of microseconds of GIL time. On this
-project's 2-core bench machine it serves GetRecommendations and PutEvents at several times the
-requests/s of FastAPI + uvicorn (benches/bench_server.py measures both in one run; docs/api.md
-has the table). An HTTP stack in Rust inside the extension would cut that further, but would put a
-server into the binding crate and double its build time for a gain the engine's own scoring time
-(~0.3 ms at 100k items) mostly hides.
+keeps each connection on one thread, so a request costs tens of microseconds of GIL time.
+
+Measured on this project's 2-core machine with a random 100k-item model (benches/bench_server.py
+``--variants``; the table is in docs/api.md, "HTTP server"): 1.5–1.6× the requests/s of FastAPI +
+uvicorn for GetRecommendations — whose ceiling there is the engine's scan, 2.4× FastAPI with no
+HTTP at all — and 2.3–3.0× for PutEvents, at a lower p99 in both; 1.1–1.4× the standard
+library's tuned ``ThreadingHTTPServer`` on the same routes (level with it in one noisy run). An
+HTTP stack in Rust inside the extension (hyper, tiny_http) would trim the Python time further, but
+would put a server into the binding crate and lengthen its build for a gain the engine's scan
+mostly hides at that size.
 
 What it does not do: TLS (put a proxy in front), chunked request bodies (the AWS SDKs always send
 ``Content-Length``), ``Expect: 100-continue``. A connection waits at most ``idle_timeout`` seconds
