@@ -203,6 +203,7 @@ class HttpServer:
                 except Exception:
                     logger.exception("handler failed on %s %s", request.method, request.path)
                     response = Response(500, [], b"internal error")
+                keep_alive = keep_alive and not self._stopping  # stop() may have come meanwhile
                 try:
                     sock.sendall(_serialize(response, keep_alive))
                 except OSError:
