@@ -379,3 +379,12 @@ def botocore_error() -> type[Exception]:
     from botocore.exceptions import ClientError
 
     return ClientError
+
+
+def test_a_failed_start_releases_the_event_log(tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    with Server(TINY, port=0) as first, pytest.raises(OSError, match="in use"):
+        Server(TINY, event_log=log, port=first.port)
+    with pytest.raises(ValueError, match="unknown keys"):
+        Server(TINY, event_log=log, port=0, filters={"arn:x": {"exclude": True}})
+    hrnn.Recommender.load(TINY, event_log=log).close()  # not locked by the failed servers

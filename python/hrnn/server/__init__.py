@@ -108,19 +108,24 @@ class Server:
             self.recommender, self._owns = recommender, False
         else:
             self.recommender, self._owns = Recommender.load(recommender, event_log=event_log), True
-        parsed = {
-            arn: f if isinstance(f, NamedFilter) else next(iter(parse_filters({arn: f}).values()))
-            for arn, f in (filters or {}).items()
-        }
-        self.service = PersonalizeService(
-            self.recommender,
-            filters=parsed,
-            campaign_arns=None if campaign_arns is None else frozenset(campaign_arns),
-            credentials=credentials,
-        )
-        self._http = HttpServer(
-            self.service, host, port, max_connections=max_connections, access_log=access_log
-        )
+        try:
+            parsed = {
+                arn: f if isinstance(f, NamedFilter) else next(iter(parse_filters({arn: f}).values()))
+                for arn, f in (filters or {}).items()
+            }
+            self.service = PersonalizeService(
+                self.recommender,
+                filters=parsed,
+                campaign_arns=None if campaign_arns is None else frozenset(campaign_arns),
+                credentials=credentials,
+            )
+            self._http = HttpServer(
+                self.service, host, port, max_connections=max_connections, access_log=access_log
+            )
+        except BaseException:
+            if self._owns:  # a bad filter or a port in use: release the event log's lock now
+                self.recommender.close()
+            raise
         self._stopped = False
 
     @property

@@ -123,9 +123,13 @@ class HttpServer:
         self._access_log = access_log
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((host, port))
-        self._listener.listen(1024)
+        try:
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind((host, port))
+            self._listener.listen(1024)
+        except OSError:
+            self._listener.close()
+            raise
         self._listener.settimeout(0.2)  # how often the accept loop notices stop()
         self.host, self.port = self._listener.getsockname()[:2]
         self._pool = ThreadPoolExecutor(max_connections, thread_name_prefix="hrnn-http")
