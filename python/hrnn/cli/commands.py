@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hrnn.cli import inspect_data, serving
+from hrnn.cli import inspect_data, serve, serving
 
 logger = logging.getLogger("hrnn.cli")
 
@@ -151,6 +151,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "batch-recommend": serving.cmd_batch_recommend,
     "put-events": serving.cmd_put_events,
     "repair-log": serving.cmd_repair_log,
+    "serve": serve.cmd_serve,
 }
 
 

@@ -236,6 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="JSON lines, each a PutEvents request")
 
     p = sub.add_parser(
+        "serve", help="HTTP server the AWS SDKs' personalize-runtime/-events clients talk to",
+        formatter_class=_Formatter,
+    )  # fmt: skip
+    p.add_argument("model_dir", help=_MODEL_DIR_HELP)
+    p.add_argument("--event-log", default=None, help="durable PutEvents log (replayed at start)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="TCP port (0: any free one)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="JSON file: filters (ARN -> filter), campaign_arns, credentials for SigV4 (docs/api.md)",
+    )
+    p.add_argument("--max-connections", type=int, default=64, help="connections served at once")
+    p.add_argument("--access-log", action="store_true", help="log one line per request")
+
+    p = sub.add_parser(
         "repair-log",
         help="rewrite a damaged event log with every intact record (the original is kept)",
         formatter_class=_Formatter,
