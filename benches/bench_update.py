@@ -4,7 +4,8 @@ The data is cut by time into periods (days by default). The *base* model is trai
 period but the newest; then, on the whole training data (base periods + the newest):
 
 - ``FULL``: ``hrnn.train`` from scratch;
-- ``UPDATE``: ``hrnn.train(init_from=base, training_mode="update")``.
+- ``UPDATE``: ``hrnn.train(init_from=base, training_mode="update")`` (the base's weights, an
+  eighth of FULL's epochs over the whole history).
 
 Both are evaluated through the serving engine on the test data that follows (next-item: each test
 sequence's events are sent with ``put_events`` one by one and the next one is predicted; MRR@20 and
@@ -79,7 +80,7 @@ def compare(
             "update_mrr20": update_result.metrics["mrr_at_20"],
             "full_recall20": full_result.metrics["recall_at_20"],
             "update_recall20": update_result.metrics["recall_at_20"],
-            "active_events": update.training["update"]["active_events"],
+            "update_epochs": update.training["update"]["epochs"],
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

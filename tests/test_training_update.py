@@ -49,11 +49,14 @@ def test_an_update_continues_from_the_base_and_serves_every_user(days: dict[str,
     base, whole = days["base"], days["whole"]
     assert isinstance(base, hrnn.TrainedModel) and isinstance(whole, hrnn.Interactions)
     updated = hrnn.train(whole, init_from=days["path"], training_mode="UPDATE", epochs=1, progress=False)
+    # the automatic schedule: an eighth of the 30 epochs a FULL training plans on click data
+    automatic = hrnn.train(whole, init_from=days["path"], training_mode="update", progress=False)
+    assert automatic.training["update"]["epochs"] == automatic.training["epochs"] == 4
     info = updated.training["update"]
-    sessions = whole.sessionize()
-    active = np.unique(sessions.user_index[sessions.timestamp > int(days["cut"])])  # type: ignore[call-overload]
-    # (the percentile filter keeps the heaviest users out of training, active or not)
-    assert 0.9 * len(active) < info["active_users"] <= len(active) < whole.num_users
+    newer = int((whole.columns()["timestamp"] > int(days["cut"])).sum())  # type: ignore[call-overload]
+    # (the percentile filter keeps the heaviest users out of training, new events or not)
+    assert 0.8 * newer < info["events_after_cutoff"] <= newer
+    assert info["epochs"] == 1  # given; the automatic UPDATE schedule is an eighth of FULL's
     assert info["new_items"] == 1 and info["known_items"] == base.tensors[fmt.ITEM_EMBEDDING].shape[0]
     assert updated.hyperparameters["hidden_dimension"] == base.hyperparameters["hidden_dimension"]
     # Every user of the whole history has a state (the inactive ones recomputed, not copied).

@@ -35,8 +35,6 @@ class TrainingData:
         config: the training settings with every automatic (``None``) one resolved for this
             data (:func:`hrnn.training.procedure.resolve`).
         shape: what the automatic settings were resolved from.
-        train_users: the users whose windows are trained on (``None``: every user); an UPDATE
-            trains only the users with new events.
     """
 
     interactions: Interactions
@@ -50,7 +48,6 @@ class TrainingData:
     half_life: float | None
     config: TrainingConfig
     shape: DataShape
-    train_users: npt.NDArray[np.int64] | None = None
 
     @property
     def validation_exclude_seen(self) -> bool:

@@ -29,7 +29,7 @@ from hrnn.training._distributed import DistributedContext, resolve_device
 from hrnn.training._export import export_model
 from hrnn.training._loss import NegativeSampler, candidate_log_q
 from hrnn.training._step import TrainingStep
-from hrnn.training._update import Base
+from hrnn.training._update import Base, update_epochs
 from hrnn.training._validation import HOLDOUT_CUTOFF, evaluate_holdout
 from hrnn.training._windows import windows
 from hrnn.training.config import Hyperparameters, TrainingConfig
@@ -68,29 +68,29 @@ def fit(
         if base is not None:
             if config.ensemble_size > 1:
                 raise ValueError("ensemble_size: UPDATE training continues a single model; expected 1")
-            active = base.active_users(data.sessions)
-            data = replace(data, train_users=active)
+            newer = int((data.sessions.timestamp > base.cutoff).sum())
+            if newer == 0:
+                raise ValueError(
+                    "training_mode='update': no events after the base model's training cut-off "
+                    f"{base.cutoff} ({base.source}); nothing to update"
+                )
+            if config.epochs is None:
+                assert data.config.epochs is not None
+                data = replace(data, config=replace(data.config, epochs=update_epochs(data.config.epochs)))
             update = {
                 "mode": "update",
                 "base": base.source,
                 "base_cutoff": base.cutoff,
-                "active_users": len(active),
-                "active_events": int((data.train_stop[active] - data.starts[active]).sum()),
+                "events_after_cutoff": newer,
+                "epochs": data.config.epochs,
             }
             if ctx.is_main:
                 logger.info(
-                    "UPDATE from %s: %d of %d users have events after its cut-off %d; training on their "
-                    "%d events",
+                    "UPDATE from %s: %d events after its cut-off %d; %d epochs over the whole history",
                     base.source,
-                    len(active),
-                    data.sessions.num_users,
+                    newer,
                     base.cutoff,
-                    update["active_events"],
-                )
-            if len(active) == 0:
-                raise ValueError(
-                    "training_mode='update': no events after the base model's training cut-off "
-                    f"{base.cutoff} ({base.source}); nothing to update"
+                    data.config.epochs,
                 )
         torch.set_num_threads(_torch_threads(data, config, dev, torch_threads))
         requested, config = config, data.config
@@ -344,8 +344,7 @@ def _epoch_layout(
     """This rank's users of the epoch in slots, and the epoch's event features (ties shuffled)."""
     assert config.batch_size is not None
     sessions, features, starts = data.sessions, data.features, data.starts
-    users = np.arange(sessions.num_users) if data.train_users is None else data.train_users
-    order = np.random.default_rng([config.seed, 2, epoch]).permutation(users)
+    order = np.random.default_rng([config.seed, 2, epoch]).permutation(sessions.num_users)
     if config.shuffle_ties:
         perm = shuffle_ties(
             sessions.user_index,
