@@ -35,6 +35,8 @@ pub mod model_files;
 pub mod recommender;
 pub mod seen;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod test_fixtures;
 pub mod topk;
 mod updates;
 pub mod weight_bounds;
