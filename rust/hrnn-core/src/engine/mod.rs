@@ -3,8 +3,6 @@
 //!
 //! One concept per file:
 //! - `model_dir`: reads and validates `model.json` + `model.safetensors` into a [`Model`];
-//! - `model_files`: opens those two files without trusting them (regular files, size caps);
-//! - `weight_bounds`: the load-time proof that no logit or pre-activation can overflow f32;
 //! - `model`: the immutable weights, in the layouts the kernels want;
 //! - `kernels`: runtime CPU-feature dispatch and the portable, SIMD-friendly inner loops;
 //! - `kernels_x86`: the AVX2 + FMA scoring loop (`std::arch` intrinsics);
@@ -31,7 +29,6 @@ pub mod kernels;
 mod kernels_x86;
 pub mod model;
 pub mod model_dir;
-pub mod model_files;
 pub mod recommender;
 pub mod seen;
 pub mod state;
@@ -39,7 +36,6 @@ pub mod state;
 pub(crate) mod test_fixtures;
 pub mod topk;
 mod updates;
-pub mod weight_bounds;
 
 pub use events::Event;
 pub use events::EventLimits;
