@@ -2,9 +2,7 @@
 //! Personalize's aws-hrnn recipe. No Python here: the `hrnn-py` crate binds this to Python.
 
 pub mod baselines;
-mod column_parts;
-mod csv_block;
-pub mod csv_reader;
+pub mod csv;
 pub mod engine;
 pub mod error;
 pub mod history_filter;
@@ -12,13 +10,12 @@ pub mod huge_pages;
 pub mod id_map;
 pub mod id_table;
 pub mod interactions;
-mod record_limit;
-mod separators;
 pub mod sessions;
-pub mod timestamps;
 pub mod training;
 
+/// The CSV reader's former path (`csv_reader::read_csv`), kept so that callers need not change.
+pub use self::csv as csv_reader;
+pub use self::csv::{read_csv, read_csv_with_unit, timestamps, TimestampUnit};
 pub use error::{Error, Result};
 pub use interactions::{Columns, DropRule, Interactions};
 pub use sessions::{sessionize, Sessions};
-pub use timestamps::TimestampUnit;
