@@ -11,6 +11,7 @@ pub mod id_map;
 pub mod id_table;
 pub mod interactions;
 pub mod sessions;
+pub mod top_k;
 pub mod training;
 
 /// The CSV reader's former path (`csv_reader::read_csv`), kept so that callers need not change.

@@ -3,7 +3,6 @@
 //! Only the hot loops live here; splitting data and computing metrics stay in Python.
 
 pub mod sknn;
-pub mod top_k;
 
+pub use crate::top_k::top_k;
 pub use sknn::{SessionKnn, SknnParams};
-pub use top_k::top_k;

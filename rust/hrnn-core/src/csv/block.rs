@@ -438,8 +438,8 @@ fn parse_quoted<'a>(
 
 #[cfg(test)]
 mod tests {
-    use crate::csv::column_parts::split_parts;
     use super::*;
+    use crate::csv::column_parts::split_parts;
     use memchr::memchr_iter;
 
     struct Empty(IdMap);
