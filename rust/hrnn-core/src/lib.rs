@@ -11,6 +11,7 @@ pub mod id_map;
 pub mod id_table;
 pub mod interactions;
 pub mod sessions;
+pub mod threads;
 pub mod top_k;
 pub mod training;
 
