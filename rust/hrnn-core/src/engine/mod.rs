@@ -16,7 +16,8 @@
 //! - `event_log`: the append-only, checksummed, locked, group-committed event log;
 //! - `fingerprint`: which model an event log's events were applied to;
 //! - `recommender`: the public facade and its queries;
-//! - `updates`: real-time updates (`put_events`) and the replay of the event log.
+//! - `updates`: real-time updates (`put_events`) and the replay of the event log;
+//! - `test_fixtures` (tests only): scratch directories and small model directories.
 
 pub mod blocks;
 pub mod cell;
