@@ -112,6 +112,9 @@ impl<S: Score> BoundedTopK<S> {
     }
 
     /// Offers every pair of `other`, whose items all lie after the ones offered to `self`.
+    ///
+    /// They are offered in heap order, not item order: of two pairs of `other` with exactly the
+    /// same score at the K-th place, the later item may be kept (as the engine always did).
     pub fn merge(&mut self, other: BoundedTopK<S>) {
         for e in other.heap {
             self.offer(e.score, e.item);
