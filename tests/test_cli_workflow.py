@@ -136,7 +136,12 @@ def test_put_events_takes_iso_times_drops_repeats_and_reports_unknown_items(mode
     log = tmp_path / "events.log"
     requests = tmp_path / "events.jsonl"
     events = [
-        {"eventType": "click", "sentAt": "2027-01-15T10:00:00Z", "itemId": "item-3"},
+        {
+            "eventType": "click",
+            "sentAt": "2027-01-15T10:00:00Z",
+            "itemId": "item-3",
+            "recommendationId": "RID-1",
+        },
         {"eventType": "click", "sentAt": "2027-01-15T10:00:05+00:00", "itemId": "no-such-item"},
         {"eventType": "click", "sentAt": 1_800_000_000, "itemId": "item-4", "properties": '{"page": 2}'},
     ]

@@ -25,8 +25,9 @@ from hrnn.trained_model import TrainedModel
 from hrnn.training import train
 
 if TYPE_CHECKING:  # loaded lazily at run time, see __getattr__
-    from hrnn import evaluation
+    from hrnn import evaluation, server
     from hrnn.evaluation import evaluate
+    from hrnn.server import serve
     from hrnn.tuning import tune
 
 __all__ = [
@@ -53,6 +54,8 @@ __all__ = [
     "evaluation",
     "get_num_threads",
     "repair_event_log",
+    "serve",
+    "server",
     "set_num_threads",
     "train",
     "tune",
@@ -69,6 +72,11 @@ def __getattr__(name: str) -> object:
         from hrnn.evaluation import evaluate
 
         return evaluate
+    if name in ("server", "serve"):  # the HTTP server (hrnn serve): loaded when first used
+        import importlib
+
+        module = importlib.import_module("hrnn.server")
+        return module if name == "server" else module.serve
     if name == "tune":
         from hrnn.tuning import tune
 

@@ -12,6 +12,7 @@ __all__ = [
     "SessionKnnIndex",
     "__version__",
     "get_num_threads",
+    "item_popularity",
     "read_event_log",
     "recurrence_backward",
     "recurrence_forward",
@@ -108,6 +109,10 @@ class SessionKnnIndex:
         idf: bool,
         popularity_backfill: float,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]: ...
+
+def item_popularity(
+    user: npt.NDArray[np.int64], item: npt.NDArray[np.int64], num_items: int
+) -> npt.NDArray[np.int64]: ...
 
 # ---- recommender (rust/hrnn-py/src/recommender.rs) ------------------------------------------------
 @final

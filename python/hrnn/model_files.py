@@ -1,5 +1,5 @@
 """Reads the two files of a model directory without trusting them (the Python twin of
-``rust/hrnn-core/src/engine/model_files.rs``).
+``rust/hrnn-core/src/engine/model_dir/files.rs``).
 
 A path inside a model directory can name anything: a FIFO (an ``open`` that blocks forever), a
 symlink to ``/dev/zero`` (a read that never ends), a sparse file of terabytes. So each file is

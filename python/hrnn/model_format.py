@@ -2,7 +2,7 @@
 
 A model directory holds ``model.json`` (metadata) and ``model.safetensors`` (every tensor). This
 module is the Python side of the contract: the tensor names, dtypes and shapes below are the ones
-the Rust loader (``rust/hrnn-core/src/engine/model_dir.rs``) expects. It needs numpy and the
+the Rust loader (``rust/hrnn-core/src/engine/model_dir/``) expects. It needs numpy and the
 ``safetensors`` package, never torch.
 
 ``H`` = hidden_dimension, ``N`` = items, ``K`` = event types, ``U`` = training users, ``R`` = total
@@ -98,7 +98,7 @@ TENSORS_FILE = "model.safetensors"
 #: Most recent items stored per training user.
 HISTORY_LIMIT = 100
 #: Largest magnitude any pre-activation or logit may reach in the worst case (see
-#: ``_check_activation_bounds``; rust/hrnn-core/src/engine/weight_bounds.rs has the same bound).
+#: ``_check_activation_bounds``; rust/hrnn-core/src/engine/model_dir/weight_bounds.rs has the same bound).
 MAX_ACTIVATION = 1e18
 # Upper bound of the time feature c = ln(1 + Δ/60) for any gap below 2⁶⁴ seconds.
 _MAX_TIME_FEATURE = 41.0

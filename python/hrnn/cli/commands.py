@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hrnn.cli import inspect_data, serving
+from hrnn.cli import inspect_data, serve, serving
 
 logger = logging.getLogger("hrnn.cli")
 
@@ -65,6 +65,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         data = data.with_event_log(args.events)
         print(f"{len(data) - before} rows added from the event log {args.events} ({len(data)} in all)")
     kwargs, tune_kwargs, perform_hpo = training_kwargs(args)
+    if args.training_mode == "UPDATE" or args.init_from is not None:
+        if perform_hpo:
+            raise ValueError(
+                "--perform-hpo: an UPDATE keeps the base model's hyperparameters; tune with FULL"
+            )
+        kwargs.update(
+            init_from=args.init_from,
+            training_mode=args.training_mode,
+            keep_absent_items=not args.drop_absent_items,
+        )
     if perform_hpo:
         fixed = {k: v for k, v in kwargs.items() if k not in {"device", "seed", "progress"}}
         result = hrnn.tune(data, fixed=fixed, seed=kwargs["seed"], **tune_kwargs)
@@ -141,6 +151,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "batch-recommend": serving.cmd_batch_recommend,
     "put-events": serving.cmd_put_events,
     "repair-log": serving.cmd_repair_log,
+    "serve": serve.cmd_serve,
 }
 
 

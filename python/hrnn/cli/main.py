@@ -175,6 +175,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="also train on this event log (rows already in the CSV are left out, anonymous sessions "
         "stitched to their user; see docs/operations.md)",
     )
+    p.add_argument(
+        "--training-mode",
+        default="FULL",
+        type=str.upper,
+        choices=["FULL", "UPDATE"],
+        help="FULL: train from scratch; UPDATE: continue from --init-from, training only the users "
+        "with events after its training cut-off (Personalize's trainingMode)",
+    )
+    p.add_argument(
+        "--init-from", default=None, metavar="DIR", help="the base model of --training-mode UPDATE"
+    )
+    p.add_argument(
+        "--drop-absent-items",
+        action="store_true",
+        help="UPDATE: drop the base model's items that the data no longer has (default: keep them)",
+    )
     _timestamp_unit_flag(p)
     _training_flags(p)
 
@@ -218,6 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", help=_MODEL_DIR_HELP)
     p.add_argument("--event-log", required=True, help="append-only event log (created if missing)")
     p.add_argument("--input", required=True, help="JSON lines, each a PutEvents request")
+
+    p = sub.add_parser(
+        "serve", help="HTTP server the AWS SDKs' personalize-runtime/-events clients talk to",
+        formatter_class=_Formatter,
+    )  # fmt: skip
+    p.add_argument("model_dir", help=_MODEL_DIR_HELP)
+    p.add_argument("--event-log", default=None, help="durable PutEvents log (replayed at start)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="TCP port (0: any free one)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="JSON file: filters (ARN -> filter), campaign_arns, credentials for SigV4 (docs/api.md)",
+    )
+    p.add_argument("--max-connections", type=int, default=64, help="connections served at once")
+    p.add_argument("--access-log", action="store_true", help="log one line per request")
 
     p = sub.add_parser(
         "repair-log",

@@ -141,7 +141,6 @@ _FIELD_NAMES = {
     "eventId": "event_id",
     "impression": "impression",
     "properties": "properties",
-    "recommendationId": "recommendation_id",
 }
 
 

@@ -73,8 +73,8 @@ class Popularity:
             ``self``.
         """
         columns = train.columns()
-        pairs = np.unique(columns["user"].astype(np.int64) * train.num_items + columns["item"])
-        self.counts = np.bincount(pairs % train.num_items, minlength=train.num_items).astype(np.int64)
+        user, item = columns["user"].astype(np.int64), columns["item"].astype(np.int64)
+        self.counts = _hrnn.item_popularity(user, item, train.num_items)
         return self
 
     def recommend(self, split: Split, num_results: int, *, exclude_seen: bool = False) -> TopK:

@@ -6,6 +6,7 @@ imports torch and the trainer.
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,9 @@ def train(
     device: Any = "auto",
     amp: bool = False,
     progress: bool = True,
+    init_from: str | os.PathLike[str] | TrainedModel | None = None,
+    training_mode: str = "full",
+    keep_absent_items: bool = True,
     **settings: Any,
 ) -> TrainedModel:
     """Trains an HRNN on interactions (the aws-hrnn recipe).
@@ -69,6 +73,14 @@ def train(
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, a ``torch.device``.
         amp: bfloat16 autocast on CUDA (ignored on CPU).
         progress: show a tqdm progress bar.
+        init_from: the base model of an UPDATE (a model directory or a :class:`TrainedModel`).
+        training_mode: ``"full"`` (train from scratch) or ``"update"`` (Personalize's names,
+            any case): continue from ``init_from``'s weights with a short schedule over the whole
+            history (an eighth of FULL's epochs unless ``epochs`` is given), then recompute every
+            user's state (docs/operations.md; :mod:`hrnn.training._update`). The recipe's
+            hyperparameters are the base's; a different explicit value is an error.
+        keep_absent_items: in an UPDATE, keep the base's items that ``interactions`` no longer
+            has (their rows and popularity from the base); ``False`` drops them.
         **settings: fields of :class:`TrainingConfig` or :class:`Hyperparameters` by name.
 
     Returns:
@@ -83,8 +95,26 @@ def train(
     hyper, config = _settings(config, hyperparameters, settings)
     if not isinstance(amp, bool):
         raise TypeError(f"amp: expected True or False, found {type(amp).__name__} {amp!r}")
+    mode = training_mode.lower() if isinstance(training_mode, str) else training_mode
+    if mode not in ("full", "update"):
+        raise ValueError(f'training_mode: expected "full" or "update", found {training_mode!r}')
+    if (mode == "update") != (init_from is not None):
+        raise ValueError(
+            "init_from: UPDATE training continues from a base model: pass both init_from and "
+            "training_mode='update' (FULL training starts from scratch and takes no init_from)"
+        )
     _require_training_extra()
     from hrnn.training._trainer import fit
+
+    base = None
+    if init_from is not None:
+        from hrnn.training._update import base_hyperparameters, load_base
+
+        base = load_base(init_from)
+        explicit = {k for k in settings if k in _HYPERPARAMETER_FIELDS}
+        if hyperparameters is not None:
+            explicit |= set(_HYPERPARAMETER_FIELDS)
+        hyper = base_hyperparameters(base, hyper, explicit)
 
     return fit(
         interactions,
@@ -95,6 +125,8 @@ def train(
         device=device,
         amp=amp,
         progress=progress,
+        base=base,
+        keep_absent_items=keep_absent_items,
     )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from hrnn import _hrnn
 from hrnn import model_format as fmt
 from hrnn._network.model import HRNN
 from hrnn.sessions import Sessions
@@ -150,8 +151,9 @@ def export_model(
     features = data.features.with_weight(np.zeros(len(sessions), dtype=np.float32))
     tensors: dict[str, Any] = model.export_tensors()
     num_items = sessions.num_items
-    pairs = np.unique(sessions.user_index * num_items + sessions.item_index.astype(np.int64))
-    tensors[fmt.ITEMS_POPULARITY] = np.bincount(pairs % num_items, minlength=num_items).astype(np.int64)
+    tensors[fmt.ITEMS_POPULARITY] = _hrnn.item_popularity(
+        sessions.user_index, sessions.item_index.astype(np.int64), num_items
+    )
     users = _Users.of(model, sessions, features, len(sessions.event_types), device)
     outside, outside_rows = _outside_training(data, model, device)
     if outside is not None:

@@ -29,6 +29,7 @@ from hrnn.training._distributed import DistributedContext, resolve_device
 from hrnn.training._export import export_model
 from hrnn.training._loss import NegativeSampler, candidate_log_q
 from hrnn.training._step import TrainingStep
+from hrnn.training._update import Base, update_epochs
 from hrnn.training._validation import HOLDOUT_CUTOFF, evaluate_holdout
 from hrnn.training._windows import windows
 from hrnn.training.config import Hyperparameters, TrainingConfig
@@ -48,18 +49,49 @@ def fit(
     device: str | torch.device = "auto",
     amp: bool = False,
     progress: bool = True,
+    base: Base | None = None,
+    keep_absent_items: bool = True,
 ) -> TrainedModel:
     """Trains an HRNN (the body of :func:`hrnn.train`; see there for the arguments).
 
     With ``config.ensemble_size = M > 1`` it trains ``M`` members of width ``hidden_dimension`` one
     after the other (member ``k`` with seed :func:`member_seed`) and exports their
-    :meth:`HRNN.block_diagonal` merge, of width ``M × hidden_dimension``.
+    :meth:`HRNN.block_diagonal` merge, of width ``M × hidden_dimension``. With ``base``, an UPDATE
+    (:mod:`hrnn.training._update`): the base's weights, only the users with new events trained.
     """
     dev = resolve_device(device)
     ctx = DistributedContext.from_environment(dev)
     torch_threads = torch.get_num_threads()
     try:
         data = prepare_data(interactions, hyper, config, event_type, event_value_threshold)
+        update: dict[str, Any] = {}
+        if base is not None:
+            if config.ensemble_size > 1:
+                raise ValueError("ensemble_size: UPDATE training continues a single model; expected 1")
+            newer = int((data.sessions.timestamp > base.cutoff).sum())
+            if newer == 0:
+                raise ValueError(
+                    "training_mode='update': no events after the base model's training cut-off "
+                    f"{base.cutoff} ({base.source}); nothing to update"
+                )
+            if config.epochs is None:
+                assert data.config.epochs is not None
+                data = replace(data, config=replace(data.config, epochs=update_epochs(data.config.epochs)))
+            update = {
+                "mode": "update",
+                "base": base.source,
+                "base_cutoff": base.cutoff,
+                "events_after_cutoff": newer,
+                "epochs": data.config.epochs,
+            }
+            if ctx.is_main:
+                logger.info(
+                    "UPDATE from %s: %d events after its cut-off %d; %d epochs over the whole history",
+                    base.source,
+                    newer,
+                    base.cutoff,
+                    data.config.epochs,
+                )
         torch.set_num_threads(_torch_threads(data, config, dev, torch_threads))
         requested, config = config, data.config
         count = config.ensemble_size
@@ -72,7 +104,16 @@ def fit(
             if count > 1 and ctx.is_main:
                 logger.info("ensemble member %d of %d (seed %d)", k + 1, count, member_config.seed)
             model, member_log, best_epoch = _fit_member(
-                data, hyper, width, member_config, dev, ctx, amp=amp, progress=progress
+                data,
+                hyper,
+                width,
+                member_config,
+                dev,
+                ctx,
+                amp=amp,
+                progress=progress,
+                base=base,
+                update=update,
             )
             members.append(model)
             log.extend({**entry, "member": float(k)} if count > 1 else entry for entry in member_log)
@@ -81,6 +122,11 @@ def fit(
             )
         model = members[0] if count == 1 else HRNN.block_diagonal(members)
         result = export_model(model, data, hyper, requested, dev, log, summaries)
+        if base is not None:
+            kept = 0
+            if keep_absent_items:
+                result, kept = base.keep_absent_items(result)
+            result.meta["training"]["update"] = {**update, "absent_items_kept": kept}
     except BaseException:
         ctx.close(completed=False)
         raise
@@ -124,8 +170,10 @@ def _fit_member(
     *,
     amp: bool,
     progress: bool,
+    base: Base | None = None,
+    update: dict[str, Any] | None = None,
 ) -> tuple[HRNN, list[dict[str, float]], int]:
-    """Trains one model of width ``hidden`` on ``data``.
+    """Trains one model of width ``hidden`` on ``data`` (from ``base``'s weights when given).
 
     Returns:
         The model with the weights to export (the best epoch's weight average), the per-epoch log
@@ -137,6 +185,18 @@ def _fit_member(
     assert config.epochs is not None and config.learning_rate is not None
     assert config.plateau_decay is not None
     model = _new_model(data, hidden, config, dev)
+    if base is not None:
+        started = base.warm_start(model, data.sessions)
+        if update is not None:
+            update.update(started)
+        if ctx.is_main:
+            logger.info(
+                "warm start: %d known items from the base, %d new items and %d new event types "
+                "initialised fresh",
+                started["known_items"],
+                started["new_items"],
+                started["new_event_types"],
+            )
     full_softmax = config.loss == "cross-entropy" and data.sessions.num_items <= config.full_softmax_max_items
     optimization = _Optimization(model, data, config, dev, ctx, full_softmax=full_softmax, amp=amp)
     if ctx.is_main:

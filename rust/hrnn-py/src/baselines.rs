@@ -1,11 +1,12 @@
-//! `hrnn._hrnn.SessionKnnIndex`: the session-kNN baseline's index (a frozen handle on an
-//! `Arc<hrnn_core::baselines::SessionKnn>`). Inputs must not be mutated during a call.
+//! The baselines: `hrnn._hrnn.SessionKnnIndex`, the session-kNN index (a frozen handle on an
+//! `Arc<hrnn_core::baselines::SessionKnn>`), and `item_popularity`, the distinct-user count per
+//! item. Inputs must not be mutated during a call.
 
 use std::sync::Arc;
 
-use hrnn_core::baselines::{SessionKnn, SknnParams};
+use hrnn_core::baselines::{distinct_user_counts, SessionKnn, SknnParams};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
 use pyo3::prelude::*;
 
 use crate::errors::DetachExt;
@@ -101,4 +102,18 @@ impl SessionKnnIndex {
             Array2::from_shape_vec(shape, scores).expect("recommend returns rows × num_results");
         Ok((indices.into_pyarray(py), scores.into_pyarray(py)))
     }
+}
+
+/// Distinct users per item (int64 ``[num_items]``) of the rows ``(user[r], item[r])``: the
+/// popularity count of the model format and of the popularity baseline.
+#[pyfunction]
+pub fn item_popularity<'py>(
+    py: Python<'py>,
+    user: PyReadonlyArray1<'py, i64>,
+    item: PyReadonlyArray1<'py, i64>,
+    num_items: usize,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let (user, item) = (user.as_slice()?, item.as_slice()?);
+    let counts = py.detached(|| distinct_user_counts(user, item, num_items))?;
+    Ok(counts.into_pyarray(py))
 }

@@ -1,6 +1,5 @@
 //! `hrnn._hrnn.Interactions`: a frozen handle on an `Arc<hrnn_core::Interactions>`.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -244,7 +243,8 @@ impl Interactions {
         let inner = Arc::clone(&self.inner);
         let s = py.detached(move || sessionize(&inner, session_timeout))?;
         let out = PyDict::new(py);
-        let columns: HashMap<&str, Bound<'py, PyAny>> = HashMap::from([
+        // An array, not a HashMap: the dict's key order is this order in every process.
+        let columns: [(&str, Bound<'py, PyAny>); 9] = [
             ("user_offsets", s.user_offsets.into_pyarray(py).into_any()),
             ("row", s.row.into_pyarray(py).into_any()),
             ("item_index", s.item.into_pyarray(py).into_any()),
@@ -254,7 +254,7 @@ impl Interactions {
             ("session_id", s.session_id.into_pyarray(py).into_any()),
             ("event_type", s.event_type.into_pyarray(py).into_any()),
             ("event_value", s.event_value.into_pyarray(py).into_any()),
-        ]);
+        ];
         for (name, array) in columns {
             out.set_item(name, array)?;
         }

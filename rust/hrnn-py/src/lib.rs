@@ -21,7 +21,7 @@ mod _hrnn {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use super::baselines::SessionKnnIndex;
+    use super::baselines::{item_popularity, SessionKnnIndex};
     #[pymodule_export]
     use super::events::{read_event_log, repair_event_log};
     #[pymodule_export]

@@ -68,28 +68,23 @@ impl ItemIds {
     }
 }
 
+/// The core query of a call's arguments; the core checks them (`num_results`, `at`).
 fn query(
-    num_results: i64,
+    num_results: usize,
     exclude_seen: bool,
     seen_event_types: Option<Vec<String>>,
     exclude_items: Option<Vec<String>>,
     include_items: Option<Vec<String>>,
     at: Option<f64>,
-) -> PyResult<Query> {
-    let num_results = usize::try_from(num_results)
-        .ok()
-        .filter(|k| (1..=engine::recommender::MAX_RESULTS).contains(k))
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("num_results: expected 1–500, found {num_results}"))
-        })?;
-    Ok(Query {
+) -> Query {
+    Query {
         num_results,
         exclude_seen,
         seen_event_types,
         exclude_items: exclude_items.unwrap_or_default(),
         include_items,
         at,
-    })
+    }
 }
 
 impl Recommender {
@@ -146,7 +141,7 @@ impl Recommender {
         &self,
         py: Python<'py>,
         user_id: String,
-        num_results: i64,
+        num_results: usize,
         exclude_seen: bool,
         exclude_items: Option<Vec<String>>,
         include_items: Option<Vec<String>>,
@@ -160,7 +155,7 @@ impl Recommender {
             exclude_items,
             include_items,
             at,
-        )?;
+        );
         let snapshot = self.inner.snapshot();
         let (scored, personalized) = py.detached(|| snapshot.recommend_explained(&user_id, &q))?;
         let strings = self.strings(py, snapshot.model());
@@ -180,7 +175,7 @@ impl Recommender {
         &self,
         py: Python<'py>,
         user_ids: Vec<String>,
-        num_results: i64,
+        num_results: usize,
         exclude_seen: bool,
         exclude_items: Option<Vec<String>>,
         at: Option<f64>,
@@ -197,7 +192,7 @@ impl Recommender {
             exclude_items,
             None,
             at,
-        )?;
+        );
         let snapshot = self.inner.snapshot();
         let k = q.num_results.min(snapshot.model().num_items());
         let (indices, scores) = py.detached(|| {

@@ -6,8 +6,9 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+
+use crate::errors::to_py_err;
 
 static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
 
@@ -20,22 +21,12 @@ pub(crate) fn on_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     }
 }
 
-/// Sets how many threads hrnn's parallel work may use (at least 1).
+/// Sets how many threads hrnn's parallel work may use (at least 1: checked by the core).
 #[pyfunction]
 pub fn set_num_threads(py: Python<'_>, n: usize) -> PyResult<()> {
-    if n == 0 {
-        return Err(PyValueError::new_err(
-            "set_num_threads: expected at least 1 thread, found 0",
-        ));
-    }
     let pool = py
-        .detach(|| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .thread_name(|i| format!("hrnn-{i}"))
-                .build()
-        })
-        .map_err(|e| PyValueError::new_err(format!("set_num_threads: {e}")))?;
+        .detach(|| hrnn_core::threads::thread_pool(n))
+        .map_err(to_py_err)?;
     *POOL.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(pool));
     Ok(())
 }

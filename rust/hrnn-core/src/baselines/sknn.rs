@@ -21,8 +21,8 @@
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::top_k::top_k;
 use crate::error::{Error, Result};
+use crate::top_k::top_k;
 
 /// Hyper-parameters of [`SessionKnn::recommend`] (see the module documentation).
 #[derive(Debug, Clone, PartialEq)]

@@ -188,8 +188,8 @@ mod tests {
 
     #[test]
     fn step_matches_the_equations_for_every_isa() {
-        let dir = crate::engine::model_dir::tests::temp_dir("cell");
-        crate::engine::model_dir::tests::write_model(&dir, 11, 20, 2, 5);
+        let dir = crate::engine::test_fixtures::temp_dir("cell");
+        crate::engine::test_fixtures::write_model(&dir, 11, 20, 2, 5);
         let model = crate::engine::model_dir::load_model(&dir).unwrap();
         let h0: Vec<f32> = (0..11).map(|i| (i as f32 * 0.37).sin()).collect();
         for isa in [Isa::Portable, Isa::detect()] {
@@ -215,8 +215,8 @@ mod tests {
 
     #[test]
     fn a_block_diagonal_cell_steps_block_by_block_as_the_dense_cell_does() {
-        let dir = crate::engine::model_dir::tests::temp_dir("cell-blocks");
-        crate::engine::model_dir::tests::write_model(&dir, 12, 20, 2, 5);
+        let dir = crate::engine::test_fixtures::temp_dir("cell-blocks");
+        crate::engine::test_fixtures::write_model(&dir, 12, 20, 2, 5);
         let mut dense = crate::engine::model_dir::load_model(&dir).unwrap().cell;
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(dense.blocks.len(), 1, "a random cell is dense");

@@ -188,6 +188,15 @@ pub fn validate(event: &Event, index: usize) -> Result<()> {
     for (i, item) in event.impression.iter().enumerate() {
         check_id(item, index, &format!("impression[{i}]"))?;
     }
+    if let Some(properties) = &event.properties {
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(properties) {
+            return Err(Error::Event {
+                index,
+                field: "properties".into(),
+                message: format!("expected a JSON document (strict: no NaN or infinity), {e}"),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -249,6 +258,12 @@ mod tests {
             .to_string()
             .starts_with("events[0].impression[1]"));
         assert!(validate_call(Some(""), "s").is_err());
+        let mut e = event();
+        e.properties = Some("{\"x\": NaN}".into());
+        assert!(validate(&e, 2)
+            .unwrap_err()
+            .to_string()
+            .starts_with("events[2].properties: expected a JSON document"));
     }
 
     #[test]

@@ -3,8 +3,6 @@
 //!
 //! One concept per file:
 //! - `model_dir`: reads and validates `model.json` + `model.safetensors` into a [`Model`];
-//! - `model_files`: opens those two files without trusting them (regular files, size caps);
-//! - `weight_bounds`: the load-time proof that no logit or pre-activation can overflow f32;
 //! - `model`: the immutable weights, in the layouts the kernels want;
 //! - `kernels`: runtime CPU-feature dispatch and the portable, SIMD-friendly inner loops;
 //! - `kernels_x86`: the AVX2 + FMA scoring loop (`std::arch` intrinsics);
@@ -20,7 +18,8 @@
 //! - `generation`: one model and the user states built on it;
 //! - `queries`: GetRecommendations and friends, on a snapshot of one generation;
 //! - `recommender`: the public facade (load, snapshot, stats, close);
-//! - `updates`: real-time updates (`put_events`), the replay of the event log, and `swap`.
+//! - `updates`: real-time updates (`put_events`), the replay of the event log, and `swap`;
+//! - `test_fixtures` (tests only): scratch directories and small model directories.
 
 pub mod blocks;
 pub mod cell;
@@ -34,14 +33,14 @@ pub mod kernels;
 mod kernels_x86;
 pub mod model;
 pub mod model_dir;
-pub mod model_files;
 pub mod queries;
 pub mod recommender;
 pub mod seen;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod test_fixtures;
 pub mod topk;
 pub mod updates;
-pub mod weight_bounds;
 
 pub use events::Event;
 pub use events::EventLimits;

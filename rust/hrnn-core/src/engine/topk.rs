@@ -17,14 +17,13 @@
 //! (each loaded row feeds 6 users from registers) over L2-sized blocks of panels, with users split
 //! across threads by rayon.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::kernels::{exp_lanes, lane_max, Isa, Lanes, MulAdd, Row, Unfused, PANEL};
 use super::model::{ItemTable, TableWeights};
+use crate::top_k::BoundedTopK;
 
 /// Exponentials of logits more than this below the running maximum are not summed: each is below
 /// e^-40 ≈ 4e-18, so even 2^32 of them move the denominator by less than 2e-8 relative.
@@ -39,44 +38,14 @@ pub(super) const BLOCK_PANELS: usize = 32;
 /// Most users one call of [`scan`] takes (the batch register tile).
 pub const TILE_USERS: usize = 6;
 
-/// A candidate in the heap; "greater" means worse, so the heap's top is the current K-th best.
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    logit: f32,
-    item: u32,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Lower logit is worse; on ties the higher item index is worse.
-        other
-            .logit
-            .total_cmp(&self.logit)
-            .then(self.item.cmp(&other.item))
-    }
-}
-
-/// A bounded top-K with an exclusion list.
+/// A bounded top-K with an exclusion list: the shared selection ([`BoundedTopK`]) plus the items
+/// a query may not return.
 pub struct TopK {
-    k: usize,
-    heap: BinaryHeap<Entry>,
+    best: BoundedTopK<f32>,
     /// Sorted item indices that may not be returned.
     exclude: Vec<u32>,
-    /// A logit must be strictly above this to enter (the K-th best once the heap is full).
-    threshold: f32,
-    /// Scratch for [`TopK::offer_block`], kept to reuse its allocation.
-    candidates: Vec<Entry>,
+    /// Scratch for [`TopK::offer_block`] (`(logit, item)`), kept to reuse its allocation.
+    candidates: Vec<(f32, u32)>,
 }
 
 impl TopK {
@@ -84,14 +53,8 @@ impl TopK {
     pub fn new(k: usize, exclude: Vec<u32>) -> Self {
         debug_assert!(exclude.windows(2).all(|w| w[0] < w[1]));
         Self {
-            k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            best: BoundedTopK::new(k),
             exclude,
-            threshold: if k == 0 {
-                f32::INFINITY
-            } else {
-                f32::NEG_INFINITY
-            },
             candidates: Vec::new(),
         }
     }
@@ -99,7 +62,7 @@ impl TopK {
     /// A logit must be strictly above this to enter.
     #[inline(always)]
     pub(super) fn threshold(&self) -> f32 {
-        self.threshold
+        self.best.threshold()
     }
 
     #[inline(never)]
@@ -134,23 +97,22 @@ impl TopK {
                 bits &= bits - 1;
                 let item = (first + i) * PANEL + l;
                 if item < num_items {
-                    candidates.push(Entry {
-                        logit: row.0[l],
-                        item: item as u32,
-                    });
+                    candidates.push((row.0[l], item as u32));
                 }
             }
         }
-        if candidates.len() > self.k {
-            candidates.retain(|e| self.exclude.binary_search(&e.item).is_err());
-            if candidates.len() > self.k {
-                // `Entry`'s order puts the best first.
-                candidates.select_nth_unstable(self.k);
-                candidates.truncate(self.k);
+        let k = self.best.k();
+        if candidates.len() > k {
+            candidates.retain(|e| self.exclude.binary_search(&e.1).is_err());
+            if candidates.len() > k {
+                // best first: the higher logit, on ties the lower item (the heap's order)
+                candidates
+                    .select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                candidates.truncate(k);
             }
         }
-        for e in &candidates {
-            self.offer(e.logit, e.item);
+        for &(logit, item) in &candidates {
+            self.offer(logit, item);
         }
         self.candidates = candidates;
     }
@@ -158,14 +120,8 @@ impl TopK {
     /// Offers one candidate (kept when it beats the current K-th best and is not excluded).
     #[inline]
     fn offer(&mut self, logit: f32, item: u32) {
-        if logit > self.threshold && self.exclude.binary_search(&item).is_err() {
-            self.heap.push(Entry { logit, item });
-            if self.heap.len() > self.k {
-                self.heap.pop();
-            }
-            if self.heap.len() == self.k {
-                self.threshold = self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.logit);
-            }
+        if logit > self.best.threshold() && self.exclude.binary_search(&item).is_err() {
+            self.best.offer(logit, item);
         }
     }
 }
@@ -204,7 +160,7 @@ impl ScanState {
             let e = exp_lanes::<M>(logits, self.max);
             self.total += e.iter().map(|&x| f64::from(x)).sum::<f64>();
         }
-        if panel_max > self.top.threshold {
+        if panel_max > self.top.threshold() {
             self.top.offer_panel(p, logits, num_items);
         }
     }
@@ -221,9 +177,7 @@ impl ScanState {
         };
         self.total = rescaled(self.max, self.total) + rescaled(other.max, other.total);
         self.max = max;
-        for e in other.top.heap {
-            self.top.offer(e.logit, e.item);
-        }
+        self.top.best.merge(other.top.best);
         self
     }
 
@@ -235,11 +189,11 @@ impl ScanState {
     /// The top-K as `(item, softmax score)`, best first (ties: lower item index first).
     pub fn finish(self) -> Vec<(u32, f32)> {
         let log_z = self.log_normalizer();
-        let mut entries = self.top.heap.into_vec();
-        entries.sort();
-        entries
+        self.top
+            .best
+            .into_sorted()
             .into_iter()
-            .map(|e| (e.item, (f64::from(e.logit) - log_z).exp() as f32))
+            .map(|(item, logit)| (item, (f64::from(logit) - log_z).exp() as f32))
             .collect()
     }
 }
@@ -305,7 +259,7 @@ fn scan_all(isa: Isa, table: &ItemTable, query: &[f32], state: ScanState) -> Sca
         return state;
     }
     let chunks = num_panels.div_ceil(CHUNK_PANELS);
-    let fresh = || ScanState::new(TopK::new(state.top.k, state.top.exclude.clone()));
+    let fresh = || ScanState::new(TopK::new(state.top.best.k(), state.top.exclude.clone()));
     let states: Vec<ScanState> = (0..chunks)
         .into_par_iter()
         .map(|c| {

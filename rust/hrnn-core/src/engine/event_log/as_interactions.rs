@@ -68,7 +68,8 @@ pub fn log_rows(contents: &LogContents) -> LogRows {
         rows.items.push(item.clone());
         rows.timestamps.push(event.sent_at.floor() as i64);
         rows.event_types.push(event.event_type.clone());
-        rows.event_values.push(event.event_value.unwrap_or(f64::NAN));
+        rows.event_values
+            .push(event.event_value.unwrap_or(f64::NAN));
     }
     rows
 }

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::format::{encode, legacy_record_at, record_at, Found, Record, MAGIC, MAGIC_V1};
-use super::writer::open_locked;
+use super::writer::{open_locked, sync_parent};
 use crate::error::{Error, Result};
 
 /// What a repair did.
@@ -83,16 +83,7 @@ pub fn repair_event_log(path: &Path) -> Result<RepairReport> {
     let temp = with_suffix(".repair-tmp");
     write_synced(&temp, &out)?;
     std::fs::rename(&temp, path).map_err(|e| io(path, e))?;
-    if let Some(parent) = path.parent() {
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        if let Ok(dir) = File::open(parent) {
-            let _ = dir.sync_all();
-        }
-    }
+    sync_parent(path);
     Ok(report)
 }
 

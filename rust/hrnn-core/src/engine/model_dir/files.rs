@@ -180,8 +180,8 @@ fn describe_special(_: &std::fs::FileType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::model_dir::tests::{temp_dir, write_model};
     use crate::engine::model_dir::{load_model, METADATA_FILE, TENSORS_FILE};
+    use crate::engine::test_fixtures::{temp_dir, write_model};
 
     fn load_message(dir: &Path) -> String {
         let err = load_model(dir).err().expect("expected a load error");

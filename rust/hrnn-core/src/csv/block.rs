@@ -1,6 +1,6 @@
 //! Parsing one block of whole CSV records, independently of the other blocks.
 //!
-//! The reader (`csv_reader`) cuts the file into blocks that end at a record boundary, then parses
+//! The reader (`reader`) cuts the file into blocks that end at a record boundary, then parses
 //! blocks in parallel. Each block interns its ids locally (first-appearance order within the
 //! block); the reader merges the local ids into the global maps block by block, in file order, so
 //! global indices keep the order of first appearance in the file. Blocks without a quote character
@@ -10,13 +10,13 @@ use std::borrow::Cow;
 
 use memchr::memchr;
 
-use crate::column_parts::ColumnPart;
+use super::column_parts::ColumnPart;
+use super::record_limit::{overlong_field, too_long_message, MAX_RECORD_BYTES};
+use super::separators::Separators;
+use super::timestamps::{read_timestamp, TimestampUnit};
 use crate::id_map::IdMap;
 use crate::id_table::IdTable;
 use crate::interactions::check_id;
-use crate::record_limit::{overlong_field, too_long_message, MAX_RECORD_BYTES};
-use crate::separators::Separators;
-use crate::timestamps::{read_timestamp, TimestampUnit};
 
 /// Where each schema column sits in a record, the record width, and the TIMESTAMP unit.
 #[derive(Debug, Clone)]
@@ -386,12 +386,12 @@ fn parse_quoted<'a>(
     // `\r` ends the record and the `\n` after it is counted as the next record's line, so every
     // line number after a quoted field in a CRLF file came out one too low. The `\r` of a `\r\n`
     // is cut from the last field below.
-    let mut reader = csv::ReaderBuilder::new()
+    let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .terminator(csv::Terminator::Any(b'\n'))
+        .terminator(::csv::Terminator::Any(b'\n'))
         .from_reader(block);
-    let mut record = csv::ByteRecord::new();
+    let mut record = ::csv::ByteRecord::new();
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(false) => return,
@@ -436,48 +436,10 @@ fn parse_quoted<'a>(
     }
 }
 
-/// The end of the last whole record in `buf` that starts outside quotes, given that `buf` starts
-/// outside quotes: an index just past a `\n`, or `None` when `buf` holds no whole record.
-pub(crate) fn last_record_end(buf: &[u8]) -> Option<usize> {
-    if memchr(b'"', buf).is_none() {
-        return memchr::memrchr(b'\n', buf).map(|i| i + 1);
-    }
-    let mut inside = false;
-    let mut end = None;
-    for (i, &b) in buf.iter().enumerate() {
-        match b {
-            b'"' => inside = !inside,
-            b'\n' if !inside => end = Some(i + 1),
-            _ => {}
-        }
-    }
-    end
-}
-
-/// The 0-based line (relative to `buf`) where a quote left open at the end of `buf` was opened.
-pub(crate) fn open_quote_line(buf: &[u8]) -> Option<u64> {
-    let mut inside = false;
-    let mut line = 0u64;
-    let mut opened_at = 0u64;
-    for &b in buf {
-        match b {
-            b'"' => {
-                inside = !inside;
-                if inside {
-                    opened_at = line;
-                }
-            }
-            b'\n' => line += 1,
-            _ => {}
-        }
-    }
-    inside.then_some(opened_at)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::column_parts::split_parts;
+    use crate::csv::column_parts::split_parts;
     use memchr::memchr_iter;
 
     struct Empty(IdMap);
@@ -533,15 +495,6 @@ mod tests {
                 assert_eq!(rows.lines, 4);
             });
         }
-    }
-
-    #[test]
-    fn cuts_only_outside_quotes() {
-        assert_eq!(last_record_end(b"a,b\nc,d"), Some(4));
-        assert_eq!(last_record_end(b"a,\"b\nc\",d\ne"), Some(10));
-        assert_eq!(last_record_end(b"a,\"b\nc"), None);
-        assert_eq!(open_quote_line(b"a,b\nc,\"d\ne"), Some(1));
-        assert_eq!(open_quote_line(b"a,\"b\"\n"), None);
     }
 
     #[test]

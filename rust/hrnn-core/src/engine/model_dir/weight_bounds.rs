@@ -187,7 +187,7 @@ fn check_layer(layer: &Layer<'_>, input: &[f64], file: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::engine::model_dir::load_model;
-    use crate::engine::model_dir::tests::{temp_dir, write_model_with};
+    use crate::engine::test_fixtures::{temp_dir, write_model_with};
 
     fn load_message(tag: &str, name: &str, index: usize, value: f32) -> String {
         let dir = temp_dir(tag);

@@ -1,0 +1,336 @@
+"""Loopback load bench: ``hrnn serve`` against a minimal FastAPI + uvicorn wrapper of the same engine
+(benches/fastapi_baseline.py), GetRecommendations (top 25) and PutEvents (one event per call,
+fsynced to an event log), in one run, reported side by side with ratios.
+
+Usage (full size: a random model of 100k items, H = 43)::
+
+    python benches/bench_server.py [--items 100000] [--seconds 10] [--clients 4]
+
+Each server runs in its own process; the load comes from ``--clients`` client processes, each
+with one keep-alive ``http.client`` connection sending the JSON body boto3 would send, back to back
+(closed loop). Each run is split into rounds that take the servers in turn, so a change in the
+machine's background load falls on all of them. On a small machine the load generator shares the
+cores with the server, as it would in a co-located deployment. Inside the test suite,
+``test_server_load`` runs the same code on a tiny model for a fraction of a second and only checks
+that every request succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+USERS = 1_000
+
+
+def _client(url: str, op: str, start: float, seconds: float, seed: int) -> dict[str, Any]:
+    """One closed-loop client: requests back to back from ``start`` for ``seconds``."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    rng = random.Random(seed)
+    headers = {"Content-Type": "application/json"}
+    latencies: list[float] = []
+    errors = 0
+    sequence = 0
+    while time.time() < start:
+        time.sleep(0.001)
+    end = start + seconds
+    while True:
+        now = time.perf_counter()
+        if time.time() >= end:
+            break
+        if op == "recommend":
+            path = "/recommendations"
+            body = {"campaignArn": "arn:c", "userId": f"user{rng.randrange(USERS)}", "numResults": 25}
+        else:
+            sequence += 1
+            path = "/events"
+            body = {
+                "trackingId": "t",
+                "userId": f"user{rng.randrange(USERS)}",
+                "sessionId": f"s{seed}",
+                "eventList": [
+                    {
+                        "eventType": "click",
+                        "sentAt": 1_700_000_000 + sequence,
+                        "itemId": f"item{rng.randrange(1000)}",
+                        "eventId": f"{seed}-{sequence}-{start}",
+                    }
+                ],
+            }
+        conn.request("POST", path, body=json.dumps(body), headers=headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            errors += 1
+        latencies.append(time.perf_counter() - now)
+    conn.close()
+    return {"latencies": latencies, "errors": errors}
+
+
+def _engine(model: str, log: str, op: str, start: float, seconds: float, threads: int) -> dict[str, Any]:
+    """The engine alone, no HTTP: ``threads`` threads calling it back to back in one process (the
+    most any server in front of it could reach on this machine)."""
+    import threading
+
+    import hrnn
+
+    rec = hrnn.Recommender.load(model, event_log=log)
+    per_thread: list[list[float]] = [[] for _ in range(threads)]
+
+    def work(k: int) -> None:
+        rng = random.Random(k)
+        sequence = 0
+        while time.time() < start:
+            time.sleep(0.001)
+        end = start + seconds
+        while time.time() < end:
+            began = time.perf_counter()
+            if op == "recommend":
+                rec.recommend(f"user{rng.randrange(USERS)}", 25)
+            else:
+                sequence += 1
+                rec.put_events(
+                    user_id=f"user{rng.randrange(USERS)}",
+                    session_id=f"s{k}",
+                    events=[
+                        {
+                            "event_type": "click",
+                            "sent_at": 1_700_000_000 + sequence,
+                            "item_id": f"item{rng.randrange(1000)}",
+                            "event_id": f"e{k}-{sequence}-{start}",
+                        }
+                    ],
+                )
+            per_thread[k].append(time.perf_counter() - began)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    rec.close()
+    return {"latencies": [t for ts in per_thread for t in ts], "errors": 0}
+
+
+def _engine_load(model: str, log: str, op: str, clients: int, seconds: float) -> tuple[list[float], int]:
+    start = time.time() + 1.0  # the model is loaded before the clock starts
+    command = [sys.executable, __file__, "--engine", model, log, op, repr(start), repr(seconds), str(clients)]
+    result = json.loads(subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True).stdout)
+    return result["latencies"], result["errors"]
+
+
+def _start_server(command: list[str], marker: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        found = re.search(r"(http://\S+)", line) if marker in line else None
+        if found:
+            return proc, found.group(1)
+    proc.wait()
+    raise RuntimeError(f"server did not start: {' '.join(command)}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _load(url: str, op: str, clients: int, seconds: float) -> tuple[list[float], int]:
+    """Latencies of every request of one run, and the count of non-200 answers."""
+    start = time.time() + 0.5  # every client process is up before the clock starts
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--client", url, op, repr(start), repr(seconds), str(k)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(clients)
+    ]
+    latencies: list[float] = []
+    errors = 0
+    for proc in procs:
+        out, _ = proc.communicate()
+        result = json.loads(out)
+        latencies += result["latencies"]
+        errors += result["errors"]
+    return latencies, errors
+
+
+def _summary(latencies: list[float], errors: int, seconds: float) -> dict[str, Any]:
+    latencies = sorted(latencies)
+    n = len(latencies)
+    return {
+        "requests": n,
+        "errors": errors,
+        "rps": n / seconds,
+        "p50_ms": latencies[n // 2] * 1e3 if n else float("nan"),
+        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1e3 if n else float("nan"),
+    }
+
+
+def run(
+    items: int,
+    seconds: float,
+    clients: int,
+    baseline: bool = True,
+    variants: bool = False,
+    rounds: int = 1,
+    engine: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Runs every (server, operation) pair for ``seconds`` in all, split into ``rounds`` rounds that
+    take the servers in turn (so a change in the machine's background load hits all of them);
+    returns their stats keyed ``"server op"``. ``engine`` adds the engine alone, called from as
+    many threads in one process as there are clients (no HTTP)."""
+    from hrnn.model_format import random_model, write_model_dir
+
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = random_model(items, 43, num_users=USERS, event_types=["click"], output_scale=0.5)
+        path = write_model_dir(Path(tmp) / "model", model.tensors, model.meta)
+        servers = {
+            "hrnn serve": (
+                [sys.executable, "-m", "hrnn", "serve", str(path), "--port", "0", "--event-log",
+                 str(Path(tmp) / "hrnn.log")],
+                "serving",
+            ),
+        }  # fmt: skip
+        if baseline:
+            servers["fastapi+uvicorn"] = (
+                [sys.executable, str(HERE / "fastapi_baseline.py"), str(path), "--event-log",
+                 str(Path(tmp) / "fastapi.log")],
+                "URL ",
+            )  # fmt: skip
+        if variants:
+            servers["fastapi (async def)"] = (
+                [sys.executable, str(HERE / "fastapi_baseline.py"), str(path), "--async-recommend",
+                 "--event-log", str(Path(tmp) / "fastapi-async.log")],
+                "URL ",
+            )  # fmt: skip
+            servers["stdlib http.server"] = (
+                [sys.executable, str(HERE / "stdlib_server.py"), str(path), "--event-log",
+                 str(Path(tmp) / "stdlib.log")],
+                "URL ",
+            )  # fmt: skip
+        running: dict[str, tuple[subprocess.Popen[str], str]] = {}
+        try:
+            for name, (command, marker) in servers.items():
+                running[name] = _start_server(command, marker)
+            raw: dict[str, tuple[list[float], int]] = {}
+            for _ in range(rounds):
+                if engine:
+                    for op in ("recommend", "put_events"):
+                        log = str(Path(tmp) / "engine.log")
+                        latencies, errors = _engine_load(str(path), log, op, clients, seconds / rounds)
+                        before = raw.get(f"engine alone {op}", ([], 0))
+                        raw[f"engine alone {op}"] = (before[0] + latencies, before[1] + errors)
+                for name, (_, url) in running.items():
+                    for op in ("recommend", "put_events"):
+                        latencies, errors = _load(url, op, clients, seconds / rounds)
+                        before = raw.get(f"{name} {op}", ([], 0))
+                        raw[f"{name} {op}"] = (before[0] + latencies, before[1] + errors)
+        finally:
+            for proc, _ in running.values():
+                _stop(proc)
+    for key, (latencies, errors) in raw.items():
+        results[key] = _summary(latencies, errors, seconds)
+    return results
+
+
+def report(results: dict[str, dict[str, Any]]) -> str:
+    lines = [f"{'server':20s} {'operation':12s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s}"]
+    for key, r in results.items():
+        server, op = key.rsplit(" ", 1)
+        lines.append(
+            f"{server:20s} {op:12s} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:6d}"
+        )
+    for op in ("recommend", "put_events"):
+        ours = results.get(f"hrnn serve {op}")
+        for other in ("fastapi+uvicorn", "fastapi (async def)", "stdlib http.server", "engine alone"):
+            base = results.get(f"{other} {op}")
+            if ours and base:
+                lines.append(
+                    f"{op}: hrnn serve / {other}: req/s x{ours['rps'] / base['rps']:.2f}, "
+                    f"p99 x{ours['p99_ms'] / base['p99_ms']:.2f} (lower is better)"
+                )
+    return "\n".join(lines)
+
+
+def test_server_load() -> None:
+    """The bench's code path on a tiny model, briefly (no timing assertions)."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        baseline = True
+    except ImportError:
+        baseline = False
+    results = run(items=500, seconds=0.3, clients=2, baseline=baseline, engine=True)
+    for key, r in results.items():
+        assert r["requests"] > 0 and r["errors"] == 0, key
+    assert "req/s" in report(results)
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--engine":
+        model, log, op, start, seconds, threads = argv[1:7]
+        print(json.dumps(_engine(model, log, op, float(start), float(seconds), int(threads))))
+        return 0
+    if argv and argv[0] == "--client":
+        url, op, start, seconds, seed = argv[1:6]
+        print(json.dumps(_client(url, op, float(start), float(seconds), int(seed))))
+        return 0
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds taking the servers in turn")
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="also FastAPI with an async def GetRecommendations handler, the same routes on the "
+        "standard library's ThreadingHTTPServer (the transport hrnn.server.http replaced), and the "
+        "engine alone without HTTP (the ceiling of any server on this machine)",
+    )
+    args = parser.parse_args(argv)
+    print(
+        f"{args.items} items x H=43, {args.clients} keep-alive client processes, {args.seconds:g} s per run, "
+        f"in {args.rounds} rounds taking the servers in turn, "
+        f"{os.cpu_count()} cores shared by servers and clients"
+    )
+    print(
+        report(
+            run(
+                args.items,
+                args.seconds,
+                args.clients,
+                variants=args.variants,
+                rounds=args.rounds,
+                engine=args.variants,
+            )
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

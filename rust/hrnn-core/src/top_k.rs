@@ -1,0 +1,176 @@
+//! Top-K selection: the `k` best `(item, score)` pairs — higher score first, equal scores in
+//! item-index order — kept in a bounded heap, so a candidate below the current K-th best costs one
+//! comparison. Shared by the engine's fused scan (`engine::topk`, f32 logits, which adds an
+//! exclusion list and calls [`BoundedTopK::threshold`] once per panel of 16 items) and the
+//! baselines ([`top_k`] over f64 scores).
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// A score type: `f32` (engine logits) or `f64` (baseline scores).
+pub trait Score: Copy + PartialOrd {
+    /// The lowest value: a score must be above it to be selected.
+    const NEG_INFINITY: Self;
+    /// The highest value (the threshold of a top-0).
+    const INFINITY: Self;
+    /// IEEE 754 totalOrder (`f32::total_cmp`), the order of the selected pairs.
+    fn total_cmp(&self, other: &Self) -> Ordering;
+}
+
+impl Score for f32 {
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    const INFINITY: Self = f32::INFINITY;
+    #[inline(always)]
+    fn total_cmp(&self, other: &Self) -> Ordering {
+        f32::total_cmp(self, other)
+    }
+}
+
+impl Score for f64 {
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    const INFINITY: Self = f64::INFINITY;
+    #[inline(always)]
+    fn total_cmp(&self, other: &Self) -> Ordering {
+        f64::total_cmp(self, other)
+    }
+}
+
+/// A candidate in the heap; "greater" means worse, so the heap's top is the current K-th best.
+#[derive(Clone, Copy, Debug)]
+struct Entry<S> {
+    score: S,
+    item: u32,
+}
+
+impl<S: Score> PartialEq for Entry<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl<S: Score> Eq for Entry<S> {}
+impl<S: Score> PartialOrd for Entry<S> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<S: Score> Ord for Entry<S> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Lower score is worse; on ties the higher item index is worse.
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(self.item.cmp(&other.item))
+    }
+}
+
+/// The `k` best `(item, score)` pairs offered so far.
+///
+/// Candidates must be offered in increasing item order (or, as when merging, with indices above
+/// every item already offered): a score equal to the current K-th best then belongs to a later,
+/// hence worse, item and is rejected by the strict [`threshold`](Self::threshold) test.
+#[derive(Clone, Debug)]
+pub struct BoundedTopK<S: Score> {
+    k: usize,
+    heap: BinaryHeap<Entry<S>>,
+    /// A score must be strictly above this to enter (the K-th best once the heap is full).
+    threshold: S,
+}
+
+impl<S: Score> BoundedTopK<S> {
+    /// An empty selection of at most `k` pairs.
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+            threshold: if k == 0 { S::INFINITY } else { S::NEG_INFINITY },
+        }
+    }
+
+    /// How many pairs are kept at most.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// A score must be strictly above this to enter: NaN and `-inf` never do.
+    #[inline(always)]
+    pub fn threshold(&self) -> S {
+        self.threshold
+    }
+
+    /// Offers one candidate (kept when it beats the current K-th best).
+    #[inline]
+    pub fn offer(&mut self, score: S, item: u32) {
+        if score > self.threshold {
+            self.heap.push(Entry { score, item });
+            if self.heap.len() > self.k {
+                self.heap.pop();
+            }
+            if self.heap.len() == self.k {
+                self.threshold = self.heap.peek().map_or(S::NEG_INFINITY, |e| e.score);
+            }
+        }
+    }
+
+    /// Offers every pair of `other`, whose items all lie after the ones offered to `self`.
+    ///
+    /// They are offered in heap order, not item order: of two pairs of `other` with exactly the
+    /// same score at the K-th place, the later item may be kept (as the engine always did).
+    pub fn merge(&mut self, other: BoundedTopK<S>) {
+        for e in other.heap {
+            self.offer(e.score, e.item);
+        }
+    }
+
+    /// The selected pairs, best first (equal scores: lower item index first).
+    pub fn into_sorted(self) -> Vec<(u32, S)> {
+        let mut entries = self.heap.into_vec();
+        entries.sort();
+        entries.into_iter().map(|e| (e.item, e.score)).collect()
+    }
+}
+
+/// The `k` best items of `scores` (highest score first; equal scores in item-index order).
+///
+/// Items whose score is `-inf` (excluded) are never returned, so the result may be shorter
+/// than `k`. NaN scores are treated as excluded too.
+pub fn top_k<S: Score>(scores: &[S], k: usize) -> Vec<(u32, S)> {
+    let mut best = BoundedTopK::new(k);
+    for (i, &s) in scores.iter().enumerate() {
+        best.offer(s, i as u32);
+    }
+    best.into_sorted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Orders `(item, score)` pairs best first: higher score, then lower item index.
+    fn better(a: &(u32, f64), b: &(u32, f64)) -> Ordering {
+        b.1.partial_cmp(&a.1)
+            .unwrap_or(Ordering::Equal)
+            .then(a.0.cmp(&b.0))
+    }
+
+    #[test]
+    fn ties_keep_item_order_and_excluded_items_are_dropped() {
+        let scores = [1.0, 3.0, f64::NEG_INFINITY, 3.0, 0.5];
+        assert_eq!(top_k(&scores, 3), vec![(1, 3.0), (3, 3.0), (0, 1.0)]);
+        assert_eq!(top_k(&scores, 10).len(), 4);
+        assert!(top_k(&scores, 0).is_empty());
+        let odd = [f64::NAN, f64::INFINITY, 2.0];
+        assert_eq!(top_k(&odd, 3), vec![(1, f64::INFINITY), (2, 2.0)]);
+    }
+
+    proptest! {
+        #[test]
+        fn equals_prefix_of_full_sort(scores in proptest::collection::vec(-5i32..5, 0..60), k in 0usize..70) {
+            let scores: Vec<f64> = scores.into_iter().map(f64::from).collect();
+            let mut full: Vec<(u32, f64)> = scores.iter().enumerate().map(|(i, s)| (i as u32, *s)).collect();
+            full.sort_by(better);
+            full.truncate(k);
+            prop_assert_eq!(top_k(&scores, k), full);
+        }
+    }
+}
