@@ -18,7 +18,8 @@ import pytest
 
 import hrnn
 from hrnn import model_format as fmt
-from hrnn.model_format import random_model, write_model_dir
+from hrnn._testing import random_model
+from hrnn.model_format import write_model_dir
 
 H, K, BATCH = 43, 25, 256
 SESSION_TIMEOUT = 1800  # random_model's

@@ -199,7 +199,8 @@ def run(
     take the servers in turn (so a change in the machine's background load hits all of them);
     returns their stats keyed ``"server op"``. ``engine`` adds the engine alone, called from as
     many threads in one process as there are clients (no HTTP)."""
-    from hrnn.model_format import random_model, write_model_dir
+    from hrnn._testing import random_model
+    from hrnn.model_format import write_model_dir
 
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -119,7 +119,8 @@ def spread_models(
     100k-item models at output scales 0.3, 0.05 and 0.01. In the test suite: tiny versions.
     """
     import hrnn
-    from hrnn.model_format import random_model, write_model_dir
+    from hrnn._testing import random_model
+    from hrnn.model_format import write_model_dir
 
     benchmarking = benchmarks_enabled(request.config)
     root = tmp_path_factory.mktemp("spread")

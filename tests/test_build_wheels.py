@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hrnn.model_format import random_model, write_model_dir
+from hrnn._testing import random_model
+from hrnn.model_format import write_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,6 +16,7 @@ from safetensors.numpy import load_file, save_file
 
 import hrnn
 from hrnn import model_format as fmt
+from hrnn._testing import random_model
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="fork, FIFOs and /dev/zero are POSIX")
 
@@ -28,13 +29,14 @@ import json, os, signal, sys
 from pathlib import Path
 import hrnn
 from hrnn import model_format as fmt
+from hrnn._testing import random_model
 from safetensors.numpy import save  # imported before forking: no import inside the killed save
 
 STEPS = {"open", "os.rename", "os.replace", "os.mkdir", "os.rmdir", "os.remove", "os.unlink",
          "shutil.rmtree", "ctypes.call_function", "fcntl.flock", "os.scandir", "os.listdir"}
 root = Path(sys.argv[1])
 target = root / "model"
-model = fmt.random_model(30, 4, num_users=2)
+model = random_model(30, 4, num_users=2)
 versions = {v: {**model.meta, "hrnn_version": v} for v in "AB"}
 fmt.write_model_dir(target, model.tensors, versions["A"])
 runs = []
@@ -91,7 +93,7 @@ def test_a_save_killed_at_any_step_leaves_the_old_or_the_new_model(tmp_path: Pat
 
 
 def test_only_provably_stale_temporaries_are_removed(tmp_path: Path) -> None:
-    model = fmt.random_model(10, 4)
+    model = random_model(10, 4)
     target = tmp_path / "model"
     fmt.write_model_dir(target, model.tensors, model.meta)
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
@@ -107,7 +109,7 @@ def test_only_provably_stale_temporaries_are_removed(tmp_path: Path) -> None:
 
 
 def test_a_save_through_a_symlink_replaces_the_directory_it_names(tmp_path: Path) -> None:
-    model = fmt.random_model(10, 4)
+    model = random_model(10, 4)
     fmt.write_model_dir(tmp_path / "v1", model.tensors, model.meta)
     (tmp_path / "current").symlink_to("v1")
     fmt.write_model_dir(tmp_path / "current", model.tensors, {**model.meta, "hrnn_version": "new"})
@@ -148,7 +150,7 @@ def _load_all_ways(path: Path) -> list[str]:
 
 
 def _model_dir(tmp_path: Path) -> Path:
-    model = fmt.random_model(10, 4)
+    model = random_model(10, 4)
     return fmt.write_model_dir(tmp_path / "model", model.tensors, model.meta)
 
 

@@ -14,7 +14,8 @@ import pytest
 
 import hrnn
 from hrnn import _hrnn
-from hrnn.model_format import random_model, write_model_dir
+from hrnn._testing import random_model
+from hrnn.model_format import write_model_dir
 
 TINY = Path(__file__).parent / "fixtures" / "tiny_model"
 

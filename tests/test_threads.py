@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import hrnn
-from hrnn.model_format import random_model, write_model_dir
+from hrnn._testing import random_model
+from hrnn.model_format import write_model_dir
 from logs import synthetic_log
 
 
