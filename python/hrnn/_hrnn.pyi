@@ -19,6 +19,7 @@ __all__ = [
     "repair_event_log",
     "set_num_threads",
     "softmax_cross_entropy",
+    "validate_model_dir",
 ]
 
 __version__: str
@@ -172,6 +173,8 @@ class Recommender:
     def precision(self) -> str: ...
     @property
     def isa(self) -> str: ...
+
+def validate_model_dir(path: str | PathLike[str]) -> None: ...
 
 # ---- events (rust/hrnn-py/src/events.rs) --------------------------------------------------------------
 def read_event_log(

@@ -457,7 +457,7 @@ def write_model_dir(
 
 
 def read_model_dir(path: str | os.PathLike[str]) -> ModelDir:
-    """Reads and validates a model directory into numpy arrays.
+    """Reads a model directory into numpy arrays, after the Rust loader has validated it.
 
     Args:
         path: a directory written by :func:`write_model_dir`.
@@ -470,22 +470,13 @@ def read_model_dir(path: str | os.PathLike[str]) -> ModelDir:
         ModelFormatError: a file that does not match docs/format.md (names the file and tensor/field),
             or that is not a regular file, or whose size is implausible (checked before reading).
     """
-    from safetensors import SafetensorError
     from safetensors.numpy import load
 
+    from hrnn import _hrnn
+
     root = Path(path)
-    meta_path, tensors_path = root / METADATA_FILE, root / TENSORS_FILE
-    meta_bytes = read_metadata_bytes(meta_path)
-    try:
-        meta = json.loads(meta_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFormatError(f"{meta_path}: not valid UTF-8 JSON ({e})") from e
-    if not isinstance(meta, dict):
-        raise ModelFormatError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")
-    _validate_meta(meta, str(meta_path))
-    try:
-        tensors = load(read_tensor_bytes(tensors_path))
-    except SafetensorError as e:
-        raise ModelFormatError(f"{tensors_path}: not a valid safetensors file ({e})") from e
-    _validate_tensors(tensors, meta, str(tensors_path))
+    # every check of docs/format.md, once, by the loader Recommender.load uses (Rust)
+    _hrnn.validate_model_dir(os.fspath(root))
+    meta = json.loads(read_metadata_bytes(root / METADATA_FILE).decode("utf-8"))
+    tensors = load(read_tensor_bytes(root / TENSORS_FILE))
     return ModelDir(tensors=dict(tensors), meta=meta)

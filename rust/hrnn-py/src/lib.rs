@@ -27,7 +27,7 @@ mod _hrnn {
     #[pymodule_export]
     use super::interactions::Interactions;
     #[pymodule_export]
-    use super::recommender::{ItemIds, Recommender};
+    use super::recommender::{validate_model_dir, ItemIds, Recommender};
     #[pymodule_export]
     use super::threads::{get_num_threads, set_num_threads};
     #[pymodule_export]

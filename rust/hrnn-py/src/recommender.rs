@@ -353,3 +353,10 @@ impl Recommender {
         self.inner.model().isa.to_string()
     }
 }
+
+/// Checks the model directory at `path` against docs/format.md exactly as `Recommender.load`
+/// does (the one validator; Python's readers call it), off the GIL.
+#[pyfunction]
+pub fn validate_model_dir(py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    py.detached(|| hrnn_core::engine::model_dir::load_model(&path).map(drop))
+}

@@ -53,6 +53,15 @@ impl Metadata {
             ));
         }
         let hyper = object_field(&root, "hyperparameters", file)?;
+        // every recipe hyperparameter is recorded (docs/format.md), though serving reads only H
+        for name in [
+            "bptt",
+            "recency_mask",
+            "min_user_history_length_percentile",
+            "max_user_history_length_percentile",
+        ] {
+            field(hyper, name, file).map_err(|e| rename(e, &format!("hyperparameters.{name}")))?;
+        }
         let hidden = int_field(hyper, "hidden_dimension", file)
             .map_err(|e| rename(e, "hyperparameters.hidden_dimension"))?;
         if !(1..=MAX_HIDDEN).contains(&hidden) {
