@@ -109,6 +109,9 @@ impl TopK {
                 candidates
                     .select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
                 candidates.truncate(k);
+                // offered in item order, as a scan would: among equal logits the lower item
+                // enters first, and a later equal one cannot push it out
+                candidates.sort_unstable_by_key(|c| c.1);
             }
         }
         for &(logit, item) in &candidates {
