@@ -106,7 +106,9 @@ def test_invalid_model_leaves_existing_directory_untouched(tmp_path: Path) -> No
     target = tmp_path / "model"
     fmt.write_model_dir(target, tensors, meta)
     bad = {**tensors, fmt.OUTPUT_BIAS: np.full(5, np.nan, dtype=np.float32)}
-    with pytest.raises(ModelFormatError, match=r"output\.bias: contains non-finite"):
+    with pytest.raises(
+        ModelFormatError, match=r"model\.safetensors: output\.bias: every value must be finite, found NaN"
+    ):
         fmt.write_model_dir(target, bad, meta)
     np.testing.assert_array_equal(
         fmt.read_model_dir(target).tensors[fmt.OUTPUT_BIAS], tensors[fmt.OUTPUT_BIAS]
@@ -118,17 +120,25 @@ def test_invalid_model_leaves_existing_directory_untouched(tmp_path: Path) -> No
     ("name", "value", "message"),
     [
         (fmt.GRU_WEIGHT_IH, np.zeros((12, 5), dtype=np.float32), r"gru\.weight_ih: expected shape \[12, 6\]"),
-        (fmt.ITEM_EMBEDDING, np.zeros((5, 4), dtype=np.float64), r"item_embedding: expected dtype float32"),
+        (
+            fmt.ITEM_EMBEDDING,
+            np.zeros((5, 4), dtype=np.float64),
+            r"item_embedding: expected dtype F32, found F64",
+        ),
         (fmt.USERS_HISTORY_ITEMS, np.array([0, 1, 9, 2, 3], dtype=np.int32), r"history_items: item indices"),
         (
             fmt.USERS_HISTORY_OFFSETS,
             np.array([0, 3, 2, 5], dtype=np.int64),
-            r"history_offsets: expected non-dec",
+            r"users\.history_offsets: offsets must be non-decreasing",
         ),
         (fmt.USERS_STATE, np.zeros((2, 4), dtype=np.float32), r"users\.state: expected shape \[3, 4\]"),
         (fmt.USERS_SEEN_EVENT_TYPES, np.array([0, 1, 2, 0, 1], dtype=np.int32), r"event-type indices"),
         (fmt.USERS_SEEN_ITEMS, np.array([4, 1, 0, 2, 2], dtype=np.int32), r"strictly increasing"),
-        (fmt.USERS_SEEN_OFFSETS, np.array([0, 2, 1, 5], dtype=np.int64), r"seen_offsets: expected non-dec"),
+        (
+            fmt.USERS_SEEN_OFFSETS,
+            np.array([0, 2, 1, 5], dtype=np.int64),
+            r"users\.seen_offsets: offsets must be non-decreasing",
+        ),
     ],
 )
 def test_writer_rejects_tensors_that_break_the_contract(
