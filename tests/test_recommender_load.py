@@ -225,5 +225,5 @@ def test_bf16_precision_scores_the_rounded_weights() -> None:
 
 
 def test_unknown_precision_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match='precision: expected "fp32" or "bf16", found \'fp16\''):
+    with pytest.raises(ValueError, match='precision: expected "fp32" or "bf16", found "fp16"'):
         hrnn.Recommender.load(TINY, precision="fp16")  # type: ignore[arg-type]

@@ -171,8 +171,6 @@ class Recommender:
             OSError: the event log cannot be read or written.
             ValueError: a limit out of range.
         """
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f'precision: expected "fp32" or "bf16", found {precision!r}')
         inner = _hrnn.Recommender.load(
             os.fspath(model_dir),
             None if event_log is None else os.fspath(event_log),
