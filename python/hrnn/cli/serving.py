@@ -10,9 +10,10 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from hrnn._api_events import event_from_api
 
 __all__ = ["cmd_batch_recommend", "cmd_put_events", "cmd_recommend", "cmd_repair_log", "event_from_api"]
 
@@ -133,44 +134,6 @@ def cmd_batch_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-_FIELD_NAMES = {
-    "eventType": "event_type",
-    "sentAt": "sent_at",
-    "itemId": "item_id",
-    "eventValue": "event_value",
-    "eventId": "event_id",
-    "impression": "impression",
-    "properties": "properties",
-}
-
-
-def _sent_at(value: Any) -> Any:
-    """``sentAt`` as the service takes it: Unix seconds, or an ISO-8601 string (UTC unless it says
-    otherwise), as the AWS CLI and SDKs send it."""
-    if not isinstance(value, str):
-        return value
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"sentAt: expected Unix seconds or an ISO-8601 time, found {value!r}") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-
-
-def event_from_api(event: dict[str, Any]) -> dict[str, Any]:
-    """One PutEvents ``eventList`` entry (camelCase) as hrnn's snake_case event dict."""
-    out: dict[str, Any] = {}
-    for key, value in event.items():
-        name = _FIELD_NAMES.get(key)
-        if name is None:
-            continue  # fields Personalize has but hrnn does not use (metricAttribution, ...)
-        if name == "properties" and isinstance(value, str):
-            value = json.loads(value) if value.strip() else {}
-        if name == "sent_at":
-            value = _sent_at(value)
-        out[name] = value
-    return out
-
-
 def cmd_put_events(args: argparse.Namespace) -> int:
     """`hrnn put-events`: replays PutEvents requests; exit 1 if any request was rejected."""
     rec = _load(args)
@@ -184,7 +147,7 @@ def cmd_put_events(args: argparse.Namespace) -> int:
                 request = json.loads(line)
                 if not isinstance(request, dict):
                     raise ValueError("expected a JSON object")
-                events = [event_from_api(e) for e in request.get("eventList", [])]
+                events = [event_from_api(e, i) for i, e in enumerate(request.get("eventList", []))]
                 rec.put_events(
                     user_id=request.get("userId"), session_id=request.get("sessionId"), events=events
                 )

@@ -22,10 +22,10 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
+from hrnn._api_events import event_from_api
 from hrnn.recommender import Recommender
 from hrnn.server.filters import FilterError, NamedFilter
 from hrnn.server.http import Request, Response
@@ -35,15 +35,6 @@ from hrnn.server.sigv4 import SignatureError, verify_sigv4
 __all__ = ["PersonalizeService", "ServiceError"]
 
 _JSON = ("Content-Type", "application/json")
-_EVENT_FIELDS = {
-    "eventType": "event_type",
-    "sentAt": "sent_at",
-    "itemId": "item_id",
-    "eventValue": "event_value",
-    "eventId": "event_id",
-    "impression": "impression",
-    "properties": "properties",
-}  # recommendationId and metricAttribution are accepted; the engine has no use for them
 
 
 class _Ids:
@@ -275,36 +266,11 @@ def _required(body: dict[str, Any], key: str) -> str:
 
 
 def _event(event: Any, index: int) -> dict[str, Any]:
-    """One ``eventList`` entry as the engine's snake_case dict."""
-    if not isinstance(event, dict):
-        raise _invalid(f"eventList[{index}]: expected an object, found {type(event).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in event.items():
-        name = _EVENT_FIELDS.get(key)
-        if name is None:
-            continue
-        if name == "sent_at" and isinstance(value, str):
-            value = _iso_time(value, index)
-        elif name == "properties" and isinstance(value, str):
-            try:
-                json.loads(value)
-            except json.JSONDecodeError as error:
-                raise _invalid(
-                    f"eventList[{index}].properties: expected a JSON object, found {error}"
-                ) from None
-        out[name] = value
-    return out
-
-
-def _iso_time(value: str, index: int) -> float:
-    """An ISO-8601 ``sentAt`` (UTC unless it says otherwise); botocore itself sends Unix seconds."""
+    """One ``eventList`` entry as the engine's snake_case dict (the service's errors on failure)."""
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise _invalid(
-            f"eventList[{index}].sentAt: expected Unix seconds or ISO-8601, found {value!r:.100}"
-        ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        return event_from_api(event, index)
+    except (TypeError, ValueError) as error:
+        raise _invalid(str(error)) from None
 
 
 def _error(error: ServiceError) -> Response:
