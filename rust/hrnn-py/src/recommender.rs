@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use hrnn_core::engine::model::{Model, Precision};
-use hrnn_core::engine::{self, EventLimits, Options, Query};
+use hrnn_core::engine::{self, topk, EventLimits, Options, Query};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::exceptions::PyValueError;
@@ -157,7 +157,13 @@ impl Recommender {
             at,
         );
         let snapshot = self.inner.snapshot();
-        let (scored, personalized) = py.detached(|| snapshot.recommend_explained(&user_id, &q))?;
+        let work = || snapshot.recommend_explained(&user_id, &q);
+        let (scored, personalized) =
+            if topk::single_query_is_parallel(snapshot.model().table.num_panels()) {
+                py.detached(work)?
+            } else {
+                py.detached_here(work)?
+            };
         let strings = self.strings(py, snapshot.model());
         let items = scored
             .into_iter()
@@ -227,7 +233,8 @@ impl Recommender {
             owned.push(event_from_dict(py, &item?, index)?);
         }
         let inner = &self.inner;
-        py.detached(|| inner.put_events(user_id.as_deref(), &session_id, owned))
+        // one cell step per event and an fsync: nothing to fan out
+        py.detached_here(|| inner.put_events(user_id.as_deref(), &session_id, owned))
     }
 
     /// Closes the event log (releasing its lock) after the calls in flight; queries keep working.

@@ -252,10 +252,16 @@ pub fn scan(
 /// chunk order, so the result does not depend on the number of threads.
 const CHUNK_PANELS: usize = 2048;
 
+/// Whether one query's scan of a table of `num_panels` panels runs in parallel (otherwise it stays
+/// on the calling thread, and a caller may skip handing it to a thread pool).
+pub fn single_query_is_parallel(num_panels: usize) -> bool {
+    num_panels > CHUNK_PANELS
+}
+
 /// One query's scan of the whole table into `state` (in parallel chunks for large tables).
 fn scan_all(isa: Isa, table: &ItemTable, query: &[f32], state: ScanState) -> ScanState {
     let num_panels = table.num_panels();
-    if num_panels <= CHUNK_PANELS {
+    if !single_query_is_parallel(num_panels) {
         let mut state = [state];
         scan(isa, table, &[query], 0..num_panels, &mut state);
         let [state] = state;
