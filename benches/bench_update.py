@@ -12,7 +12,7 @@ sequence's events are sent with ``put_events`` one by one and the next one is pr
 Recall@20), and their training times compared. Seeds 0–2.
 
     python benches/bench_update.py rsc15      # RSC15-100k: train.csv's 6 days, test.csv after them
-    python benches/bench_update.py ml         # MovieLens latest-small: 30-day periods, the last one is test
+    python benches/bench_update.py ml         # MovieLens latest-small: newest 5% test, 5% before update
 
 Inside the test suite (``pytest benches/bench_update.py``) it runs once on a small synthetic log
 so that the code keeps working.
@@ -117,15 +117,22 @@ def rsc15(seeds: list[int]) -> list[dict[str, float]]:
     return compare(train, test, day == day.max(), seeds, {})
 
 
-def movielens(seeds: list[int], period: int = 30 * 86_400) -> list[dict[str, float]]:
+def movielens(seeds: list[int], share: float = 0.05) -> list[dict[str, float]]:
+    """MovieLens latest-small in three periods of time: the base's (all but the newest ``2 × share``
+    of the ratings), the update's (the next ``share``) and the test's (the newest ``share``).
+
+    MovieLens has about 12 ratings a day over 22 years, and a day's ratings come from one or two
+    users, so a period is a share of the ratings rather than a day: with 5% each, the update adds
+    5,000 ratings (Jun 2017 to Feb 2018) and the test has 5,000 (Feb to Sep 2018).
+    """
     data = hrnn.Interactions.from_csv(DATA / "ml-latest-small" / "interactions.csv")
-    # periods counted back from the newest row, so the test period is a whole one
     t = data.columns()["timestamp"]
-    p = (t.max() - t) // period
-    test, train_mask = p == 0, p > 0
-    train = _subset(data, train_mask)
-    newest = p[train_mask] == 1
-    return compare(train, _subset(data, test), newest, seeds, {})
+    ordered = np.sort(t)
+    cut_test = ordered[int((1 - share) * len(t))]
+    cut_new = ordered[int((1 - 2 * share) * len(t))]
+    train = _subset(data, t < cut_test)
+    newest = train.columns()["timestamp"] >= cut_new
+    return compare(train, _subset(data, t >= cut_test), newest, seeds, {})
 
 
 def test_update_against_full_runs() -> None:

@@ -129,3 +129,32 @@ def test_update_from_the_command_line_then_swap(days: dict[str, object], tmp_pat
         assert report.events_replayed == 1
         assert rec.recommend("someone", 3).personalized
         assert "brand-new" in rec.item_ids
+
+
+def test_a_new_item_starts_where_its_occurrences_put_it(days: dict[str, object]) -> None:
+    """A new item's row is fitted to what the base predicts before it (and against everything else),
+    so it is recommended after the item that leads to it — not everywhere, and not at random."""
+    base, old = days["base"], days["old"]
+    assert isinstance(base, hrnn.TrainedModel) and isinstance(old, hrnn.Interactions)
+    columns = old.to_arrays()
+    start = int(columns["timestamp"].max()) + 3600
+    lead, other = base.item_ids[10], base.item_ids[11]
+    users = [f"newcomer-{k}" for k in range(40)]
+    extra = {
+        "user_id": np.repeat(np.asarray(users, dtype=object), 2),
+        "item_id": np.asarray([lead, "fresh"] * len(users), dtype=object),
+        "timestamp": start + np.arange(2 * len(users)) * 60,
+    }
+    data = hrnn.Interactions.from_arrays(**{k: np.concatenate([columns[k], extra[k]]) for k in extra})
+    # a learning rate of ~0: what the model recommends is the warm start itself
+    started = hrnn.train(
+        data, init_from=base, training_mode="update", epochs=1, learning_rate=1e-12, progress=False
+    )
+    assert started.training["update"]["new_items"] == 1
+    assert started.training["update"]["new_item_occurrences_fitted"] > 0
+    fresh = started.item_ids.index("fresh")
+    scored = started.score([[(lead, start)], [(other, start)]], at=[start + 60, start + 60]).scores
+    rank_after_lead = int((scored[0] > scored[0, fresh]).sum())
+    rank_after_other = int((scored[1] > scored[1, fresh]).sum())
+    assert rank_after_lead < 3, rank_after_lead
+    assert rank_after_other > rank_after_lead + 10, (rank_after_lead, rank_after_other)

@@ -29,7 +29,7 @@ from hrnn.training._distributed import DistributedContext, resolve_device
 from hrnn.training._export import export_model
 from hrnn.training._loss import NegativeSampler, candidate_log_q
 from hrnn.training._step import TrainingStep
-from hrnn.training._update import Base, update_epochs
+from hrnn.training._update import Base, fit_new_items, update_epochs
 from hrnn.training._validation import HOLDOUT_CUTOFF, evaluate_holdout
 from hrnn.training._windows import windows
 from hrnn.training.config import Hyperparameters, TrainingConfig
@@ -187,6 +187,9 @@ def _fit_member(
     model = _new_model(data, hidden, config, dev)
     if base is not None:
         started = base.warm_start(model, data.sessions)
+        new = base.new_items(data.sessions)
+        if new.any():
+            started["new_item_occurrences_fitted"] = fit_new_items(model, data, new, dev, config.seed)
         if update is not None:
             update.update(started)
         if ctx.is_main:
@@ -198,7 +201,14 @@ def _fit_member(
                 started["new_event_types"],
             )
     full_softmax = config.loss == "cross-entropy" and data.sessions.num_items <= config.full_softmax_max_items
-    optimization = _Optimization(model, data, config, dev, ctx, full_softmax=full_softmax, amp=amp)
+    schedule = None
+    if base is not None:
+        # UPDATE: a short warm-up, then a linear decay to zero over the planned steps
+        steps = config.epochs * _epoch_layout(data, hyper, config, dev, ctx, 0)[0].num_windows
+        schedule = _WarmupDecay(steps)
+    optimization = _Optimization(
+        model, data, config, dev, ctx, full_softmax=full_softmax, amp=amp, schedule=schedule
+    )
     if ctx.is_main:
         _log_start(data, hyper, hidden, config, dev, ctx, full_softmax)
     seen_start = None
@@ -216,13 +226,16 @@ def _fit_member(
         entry = _train_epoch(
             optimization, data, hyper, config, dev, ctx, epoch, seen_start, bar, last_validation
         )
-        if len(data.validation_users):
+        # an UPDATE runs its whole schedule and keeps its last weights: its validation users' held-out
+        # events may be part of what the base learnt, so validation is only reported, once, at the end
+        last = epoch == config.epochs - 1
+        if len(data.validation_users) and (schedule is None or last):
             entry.update(_validate(optimization.averaged, data, dev, ctx))
             last_validation = f", validation MRR@{HOLDOUT_CUTOFF} {entry['validation_mrr']:.4f}"
         log.append(entry)
         if ctx.is_main:
             _log_epoch(entry)
-        if stopping.should_stop(entry, optimization.averaged, optimization.optimizer):
+        if schedule is None and stopping.should_stop(entry, optimization.averaged, optimization.optimizer):
             if ctx.is_main:
                 logger.info("early stopping after epoch %d; best epoch %d", epoch + 1, stopping.best_epoch)
             break
@@ -231,7 +244,7 @@ def _fit_member(
         model.load_state_dict(stopping.best_weights)
     elif optimization.averaged is not model:
         model.load_state_dict(optimization.averaged.state_dict())
-    return model, log, stopping.best_epoch
+    return model, log, stopping.best_epoch if schedule is None else len(log)
 
 
 def _new_model(data: TrainingData, hidden: int, config: TrainingConfig, dev: torch.device) -> HRNN:
@@ -275,8 +288,10 @@ class _Optimization:
         *,
         full_softmax: bool,
         amp: bool,
+        schedule: _WarmupDecay | None = None,
     ) -> None:
         self.model = model
+        self.schedule = schedule
         self.config = config
         self.full_softmax = full_softmax
         self.fused = config.cpu_kernels and dev.type == "cpu"
@@ -317,6 +332,10 @@ class _Optimization:
             loss, state = self.step(batch, state.detach(), extra, self.log_q)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.schedule is not None:
+            assert self.config.learning_rate is not None
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.config.learning_rate * self.schedule(self.steps_done)
         if self.config.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
@@ -438,6 +457,19 @@ def _validate(
         "validation_recall": metrics["recall"],
         "validation_seconds": time.perf_counter() - began,
     }
+
+
+class _WarmupDecay:
+    """The learning-rate factor of an UPDATE's step ``t`` of ``steps``: a linear warm-up over the
+    first 5% (the optimizer's moments start from zero on weights that are already trained), then a
+    linear decay to zero, so that the update ends on a settled model however few its epochs."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = max(steps, 1)
+        self.warmup = max(self.steps // 20, 1)
+
+    def __call__(self, t: int) -> float:
+        return min(1.0, (t + 1) / self.warmup) * max(0.0, 1.0 - t / self.steps)
 
 
 class _EarlyStopping:
