@@ -234,7 +234,7 @@ def fit_new_items(
     features = data.features
     item = features.item
     eligible = data.validation_weight == 0  # a held-out target must not leak into the fit
-    eligible[data.starts] = False  # a user's first event has no read-out before it
+    eligible[data.starts[data.starts < len(item)]] = False  # a first event has no read-out before it
     occurrences = np.flatnonzero(new[item] & eligible)
     if len(occurrences) == 0:
         return 0
