@@ -10,7 +10,7 @@ A daily retrain without starting over. Given the base model and the whole intera
 - the items the base never saw get rows fitted to their occurrences (:func:`fit_new_items`: the
   softmax likelihood under the base's network, everything else frozen), not random ones: on
   RSC15-100k a random start left the newest day's items at MRR@20 0.126 on the test targets that
-  are new items (FULL: 0.212), the fitted start at 0.175–0.196;
+  are new items (FULL: 0.206–0.216), the fitted start at 0.185–0.189 (seeds 0–2);
 - it then trains over the whole history for a short schedule — :func:`update_epochs` of the
   epochs a FULL training would plan (an eighth, at least 2), unless ``epochs`` is given — with a
   warm-up and a linear decay of the learning rate to zero, and keeps the last weights (no early
