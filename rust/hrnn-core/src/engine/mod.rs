@@ -15,6 +15,7 @@
 //! - `seen`: what each user interacted with (the `exclude_seen` filter, by event type);
 //! - `event_log`: the append-only, checksummed, locked, group-committed event log;
 //! - `fingerprint`: which model an event log's events were applied to;
+//! - `fma_probe`: the measured fp32 multiply-add peak (benchmarks report kernels against it);
 //! - `generation`: one model and the user states built on it;
 //! - `queries`: GetRecommendations and friends, on a snapshot of one generation;
 //! - `recommender`: the public facade (load, snapshot, stats, close);
@@ -27,6 +28,7 @@ pub mod dedup;
 pub mod event_log;
 pub mod events;
 pub mod fingerprint;
+pub mod fma_probe;
 mod generation;
 pub mod kernels;
 #[cfg(target_arch = "x86_64")]
