@@ -8,7 +8,8 @@
 //! - `kernels_x86`: the AVX2 + FMA scoring loop (`std::arch` intrinsics);
 //! - `cell`: one step of the gated recurrent cell and the readout gate;
 //! - `topk`: fused scoring — logits, running log-sum-exp and top-K in one pass over the items;
-//! - `blocks`: scoring many users at once, blocked over the item table;
+//! - `batch`: scoring many users at once, register tiles of users over L2 blocks of the table;
+//! - `blocks`: the independent blocks of an ensemble's recurrent cell;
 //! - `events`: real-time events, their validation and the limits of one call;
 //! - `dedup`: which events were already accepted (a bounded window of identities);
 //! - `state`: the per-user state store (sharded locks);
@@ -22,6 +23,7 @@
 //! - `updates`: real-time updates (`put_events`), the replay of the event log, and `swap`;
 //! - `test_fixtures` (tests only): scratch directories and small model directories.
 
+pub mod batch;
 pub mod blocks;
 pub mod cell;
 pub mod dedup;
