@@ -113,10 +113,14 @@ impl<S: Score> BoundedTopK<S> {
 
     /// Offers every pair of `other`, whose items all lie after the ones offered to `self`.
     ///
-    /// They are offered in heap order, not item order: of two pairs of `other` with exactly the
-    /// same score at the K-th place, the later item may be kept (as the engine always did).
+    /// They are offered in item order, as a scan would offer them: of two pairs of `other` with
+    /// exactly the same score at the K-th place, the earlier item is kept (in heap order the
+    /// later one could push it out), so a merge of two selections equals the selection of the
+    /// concatenated items.
     pub fn merge(&mut self, other: BoundedTopK<S>) {
-        for e in other.heap {
+        let mut entries = other.heap.into_vec();
+        entries.sort_unstable_by_key(|e| e.item);
+        for e in entries {
             self.offer(e.score, e.item);
         }
     }
@@ -172,5 +176,39 @@ mod tests {
             full.truncate(k);
             prop_assert_eq!(top_k(&scores, k), full);
         }
+
+        /// Selections of consecutive runs of items, merged in order, equal the selection of all
+        /// the items, ties included (few distinct scores, so the K-th place is often tied).
+        #[test]
+        fn merged_selections_equal_one_selection(
+            scores in proptest::collection::vec(-3i32..3, 0..80), cuts in proptest::collection::vec(0usize..80, 0..4), k in 1usize..12
+        ) {
+            let scores: Vec<f64> = scores.into_iter().map(f64::from).collect();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(scores.len())).chain([0, scores.len()]).collect();
+            cuts.sort_unstable();
+            let mut merged = BoundedTopK::new(k);
+            for run in cuts.windows(2) {
+                let mut part = BoundedTopK::new(k);
+                for (j, &score) in scores.iter().enumerate().take(run[1]).skip(run[0]) {
+                    part.offer(score, j as u32);
+                }
+                merged.merge(part);
+            }
+            prop_assert_eq!(merged.into_sorted(), top_k(&scores, k));
+        }
+    }
+
+    #[test]
+    fn a_merge_keeps_the_earlier_of_two_tied_items() {
+        // `other` holds items 30 and 40 at the same score; in heap order 40 (the worse) comes
+        // first and, offered first, would raise the threshold and shut 30 out.
+        let mut mine = BoundedTopK::new(2);
+        mine.offer(5.0, 1);
+        mine.offer(1.0, 2);
+        let mut other = BoundedTopK::new(2);
+        other.offer(3.0, 30);
+        other.offer(3.0, 40);
+        mine.merge(other);
+        assert_eq!(mine.into_sorted(), vec![(1, 5.0), (30, 3.0)]);
     }
 }

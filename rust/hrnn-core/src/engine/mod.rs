@@ -8,25 +8,29 @@
 //! - `kernels_x86`: the AVX2 + FMA scoring loop (`std::arch` intrinsics);
 //! - `cell`: one step of the gated recurrent cell and the readout gate;
 //! - `topk`: fused scoring — logits, running log-sum-exp and top-K in one pass over the items;
-//! - `blocks`: scoring many users at once, blocked over the item table;
+//! - `batch`: scoring many users at once, register tiles of users over L2 blocks of the table;
+//! - `blocks`: the independent blocks of an ensemble's recurrent cell;
 //! - `events`: real-time events, their validation and the limits of one call;
 //! - `dedup`: which events were already accepted (a bounded window of identities);
 //! - `state`: the per-user state store (sharded locks);
 //! - `seen`: what each user interacted with (the `exclude_seen` filter, by event type);
 //! - `event_log`: the append-only, checksummed, locked, group-committed event log;
 //! - `fingerprint`: which model an event log's events were applied to;
+//! - `fma_probe`: the measured fp32 multiply-add peak (benchmarks report kernels against it);
 //! - `generation`: one model and the user states built on it;
 //! - `queries`: GetRecommendations and friends, on a snapshot of one generation;
 //! - `recommender`: the public facade (load, snapshot, stats, close);
 //! - `updates`: real-time updates (`put_events`), the replay of the event log, and `swap`;
 //! - `test_fixtures` (tests only): scratch directories and small model directories.
 
+pub mod batch;
 pub mod blocks;
 pub mod cell;
 pub mod dedup;
 pub mod event_log;
 pub mod events;
 pub mod fingerprint;
+pub mod fma_probe;
 mod generation;
 pub mod kernels;
 #[cfg(target_arch = "x86_64")]

@@ -13,9 +13,8 @@
 //! The portable kernel absorbs panel by panel.
 //!
 //! Register tiles: a single query scores 4 panels at once (8 independent accumulator chains, so
-//! the FMA latency is hidden and the loop runs at memory speed); a batch scores 6 users × 1 panel
-//! (each loaded row feeds 6 users from registers) over L2-sized blocks of panels, with users split
-//! across threads by rayon.
+//! the FMA latency is hidden and the loop runs at memory speed); a batch (`engine::batch`) scores
+//! 6 users × 1 panel (each loaded row feeds 6 users from registers) over L2-sized blocks of panels.
 
 use std::ops::Range;
 
@@ -24,6 +23,8 @@ use rayon::prelude::*;
 use super::kernels::{exp_lanes, lane_max, Isa, Lanes, MulAdd, Row, Unfused, PANEL};
 use super::model::{ItemTable, TableWeights};
 use crate::top_k::BoundedTopK;
+
+pub use super::batch::top_k_batch;
 
 /// Exponentials of logits more than this below the running maximum are not summed: each is below
 /// e^-40 ≈ 4e-18, so even 2^32 of them move the denominator by less than 2e-8 relative.
@@ -250,7 +251,7 @@ pub fn scan(
 /// Panels one task of a single query's scan covers (32k items; 5.6 MB of f32 table at H = 43):
 /// a large catalogue is scanned in chunks of this size in parallel and the chunk states merged in
 /// chunk order, so the result does not depend on the number of threads.
-const CHUNK_PANELS: usize = 2048;
+pub(super) const CHUNK_PANELS: usize = 2048;
 
 /// Whether one query's scan of a table of `num_panels` panels runs in parallel (otherwise it stays
 /// on the calling thread, and a caller may skip handing it to a thread pool).
@@ -324,54 +325,6 @@ pub fn read_floor(isa: Isa, table: &ItemTable) -> f32 {
             TableWeights::Bf16(rows) => rows.iter().flat_map(|r| r.to_f32()).sum(),
         },
     }
-}
-
-/// Bytes of the item table one block of panels should take: a block stays in the 512 KiB L2 while
-/// every tile of a task's users passes over it.
-const BLOCK_BYTES: usize = 256 * 1024;
-/// Tasks per thread, so rayon can balance a core slowed down by other work.
-const TASKS_PER_THREAD: usize = 3;
-
-/// Top-`k` for many queries (`queries[u]` starts with `o`), in parallel; `excludes[u]` is user
-/// `u`'s sorted exclusion list.
-pub fn top_k_batch(
-    isa: Isa,
-    table: &ItemTable,
-    queries: &[Vec<f32>],
-    k: usize,
-    excludes: Vec<Vec<u32>>,
-) -> Vec<Vec<(u32, f32)>> {
-    assert_eq!(queries.len(), excludes.len());
-    let mut states: Vec<ScanState> = excludes
-        .into_iter()
-        .map(|e| ScanState::new(TopK::new(k, e)))
-        .collect();
-    let num_panels = table.num_panels();
-    // A whole number of the kernel's blocks (see [`BLOCK_PANELS`]).
-    let block = (BLOCK_BYTES / table.panel_bytes() / BLOCK_PANELS).max(1) * BLOCK_PANELS;
-    let tasks = rayon::current_num_threads().max(1) * TASKS_PER_THREAD;
-    // Users per task: a whole number of tiles. Each task streams the table once (from L3 or
-    // memory); within it, each L2-resident block serves all of the task's tiles.
-    let task_users = queries.len().div_ceil(tasks).div_ceil(TILE_USERS).max(1) * TILE_USERS;
-    states
-        .par_chunks_mut(task_users)
-        .zip(queries.par_chunks(task_users))
-        .for_each(|(states, queries)| {
-            for start in (0..num_panels).step_by(block) {
-                let panels = start..(start + block).min(num_panels);
-                for (s, q) in states
-                    .chunks_mut(TILE_USERS)
-                    .zip(queries.chunks(TILE_USERS))
-                {
-                    let mut tile: [&[f32]; TILE_USERS] = [&[]; TILE_USERS];
-                    for (t, q) in tile.iter_mut().zip(q) {
-                        *t = q;
-                    }
-                    scan(isa, table, &tile[..q.len()], panels.clone(), s);
-                }
-            }
-        });
-    states.into_iter().map(ScanState::finish).collect()
 }
 
 #[cfg(test)]
