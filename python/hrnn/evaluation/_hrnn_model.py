@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +59,13 @@ class HrnnModel:
             ``"torch"``.
         model: an already trained model to evaluate instead of training one (``fit`` then only
             records that no training happened).
+        precision: how the engine holds the item table (``Recommender.load(precision=...)``):
+            ``"fp32"``, or ``"bf16"`` to measure what the rounded table costs in quality. The
+            torch path scores in f32 only, so ``"bf16"`` needs the engine; the model is then
+            named ``"hrnn-bf16"`` so both can share one report.
+
+    Raises:
+        ValueError: an unknown ``engine`` or ``precision``, or ``"bf16"`` with ``engine="torch"``.
     """
 
     name = "hrnn"
@@ -71,14 +78,22 @@ class HrnnModel:
         progress: bool = False,
         engine: str = "auto",
         model: TrainedModel | None = None,
+        precision: Literal["fp32", "bf16"] = "fp32",
     ) -> None:
         if engine not in ("auto", "engine", "torch"):
             raise ValueError(f"engine: expected 'auto', 'engine' or 'torch', found {engine!r}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision: expected 'fp32' or 'bf16', found {precision!r}")
+        if precision != "fp32" and engine == "torch":
+            raise ValueError(f"precision={precision!r} needs the engine; the torch path scores in f32")
         self.config = dict(config or {})
         self.seed = seed
         self.progress = progress
         self.engine = engine
         self.model = model
+        self.precision: Literal["fp32", "bf16"] = precision
+        if precision != "fp32":
+            self.name = f"hrnn-{precision}"
         self.training_seconds: float | None = None
 
     def fit(self, train: Interactions) -> HrnnModel:
@@ -112,11 +127,14 @@ class HrnnModel:
             ``(indices, scores)``, both ``[num_queries, num_results]``, ``-1`` / ``-inf`` padding.
 
         Raises:
-            RuntimeError: not fitted, or ``engine="engine"`` without the engine.
+            RuntimeError: not fitted, or the engine is needed (``engine="engine"``, or a precision
+                other than ``"fp32"``) and not importable.
         """
         if self.model is None:
             raise RuntimeError("hrnn: call fit() before recommend()")
         use_engine = self.engine == "engine" or (self.engine == "auto" and _engine_available())
+        if not use_engine and self.precision != "fp32":
+            raise RuntimeError(f"hrnn: precision={self.precision!r} needs the engine (hrnn._hrnn)")
         if use_engine:
             return self._recommend_engine(split, num_results, exclude_seen)
         return self._recommend_torch(split, num_results, exclude_seen)
@@ -171,7 +189,11 @@ class HrnnModel:
         assert self.model is not None
         with tempfile.TemporaryDirectory(prefix="hrnn-eval-") as directory:
             self.model.save(directory)
-            engine = Recommender.load(directory, max_events_per_call=_CONTEXT_CALL)
+            engine = Recommender.load(
+                directory,
+                max_events_per_call=_CONTEXT_CALL,
+                precision=self.precision,
+            )
         model_items = set(self.model.item_ids)
         split_index = {item: i for i, item in enumerate(split.item_ids)}
         n = split.num_queries
