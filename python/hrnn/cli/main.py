@@ -180,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="FULL",
         type=str.upper,
         choices=["FULL", "UPDATE"],
-        help="FULL: train from scratch; UPDATE: continue from --init-from, training only the users "
-        "with events after its training cut-off (Personalize's trainingMode)",
+        help="FULL: train from scratch; UPDATE: continue from --init-from's weights (new items fitted "
+        "to their occurrences) for an eighth of FULL's epochs over the whole history "
+        "(Personalize's trainingMode; docs/operations.md)",
     )
     p.add_argument(
         "--init-from", default=None, metavar="DIR", help="the base model of --training-mode UPDATE"

@@ -75,9 +75,10 @@ def train(
         progress: show a tqdm progress bar.
         init_from: the base model of an UPDATE (a model directory or a :class:`TrainedModel`).
         training_mode: ``"full"`` (train from scratch) or ``"update"`` (Personalize's names,
-            any case): continue from ``init_from``'s weights with a short schedule over the whole
-            history (an eighth of FULL's epochs unless ``epochs`` is given), then recompute every
-            user's state (docs/operations.md; :mod:`hrnn.training._update`). The recipe's
+            any case): continue from ``init_from``'s weights (new items' rows fitted to their
+            occurrences) with a short schedule over the whole history (an eighth of FULL's epochs
+            unless ``epochs`` is given, warm-up then linear decay, the last weights kept), then
+            recompute every user's state (docs/operations.md; :mod:`hrnn.training._update`). The recipe's
             hyperparameters are the base's; a different explicit value is an error.
         keep_absent_items: in an UPDATE, keep the base's items that ``interactions`` no longer
             has (their rows and popularity from the base); ``False`` drops them.

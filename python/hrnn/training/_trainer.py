@@ -57,7 +57,7 @@ def fit(
     With ``config.ensemble_size = M > 1`` it trains ``M`` members of width ``hidden_dimension`` one
     after the other (member ``k`` with seed :func:`member_seed`) and exports their
     :meth:`HRNN.block_diagonal` merge, of width ``M × hidden_dimension``. With ``base``, an UPDATE
-    (:mod:`hrnn.training._update`): the base's weights, only the users with new events trained.
+    (:mod:`hrnn.training._update`): the base's weights, new items fitted, a short schedule.
     """
     dev = resolve_device(device)
     ctx = DistributedContext.from_environment(dev)
