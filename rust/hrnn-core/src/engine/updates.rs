@@ -141,9 +141,7 @@ impl Recommender {
             validate(event, index)?;
             event.user_id = user_id.map(str::to_owned);
             event.session_id = session_id.to_owned();
-            let bytes = serde_json::to_vec(event)
-                .expect("an Event always serializes")
-                .len();
+            let bytes = json_len(event);
             if bytes > limits.max_event_bytes {
                 return Err(Error::Event {
                     index,
@@ -216,5 +214,43 @@ impl Recommender {
         c.duplicate.fetch_add(duplicates, Relaxed);
         c.accepted.fetch_add(fresh.len() as u64, Relaxed);
         Ok(fresh.len())
+    }
+}
+
+/// The length of `event` as JSON, counted without building the text (the log encodes it once).
+fn json_len(event: &Event) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, event).expect("an Event always serializes");
+    count.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counted_length_is_the_encoded_length() {
+        let event = Event {
+            user_id: Some("u".into()),
+            session_id: "s".into(),
+            event_type: "click".into(),
+            sent_at: 1.5e9,
+            item_id: Some("item-\u{e9}\"quoted\"".into()),
+            event_value: Some(0.25),
+            event_id: None,
+            impression: vec!["a".into(), "b\\".into()],
+            properties: Some("{\"a\": [1, 2]}".into()),
+        };
+        assert_eq!(json_len(&event), serde_json::to_vec(&event).unwrap().len());
     }
 }
