@@ -660,6 +660,28 @@ mod tests {
     }
 
     #[test]
+    fn a_large_table_lives_in_its_own_huge_page_mapping_in_both_precisions() {
+        // 3,000 items × 43 × 64 B per 16 items: 8 MB of f32 rows, 4 MB of bf16 ones.
+        let t = table(3000 * 16, 43, 5);
+        let b = t.clone().with_precision(Precision::Bf16);
+        for weights in [&t.weights, &b.weights] {
+            let (mapped, ptr) = match weights {
+                TableWeights::F32(rows) => (rows.is_mapped(), rows.as_ptr() as usize),
+                TableWeights::Bf16(rows) => (rows.is_mapped(), rows.as_ptr() as usize),
+            };
+            assert_eq!(mapped, cfg!(target_os = "linux"));
+            if mapped {
+                assert_eq!(ptr % (2 << 20), 0);
+            }
+        }
+        let q: Vec<f32> = (0..43).map(|i| (i as f32 * 0.3).sin()).collect();
+        assert_eq!(
+            top_k(Isa::detect(), &t, &q, 10, vec![]),
+            top_k(Isa::detect(), &t.clone(), &q, 10, vec![])
+        );
+    }
+
+    #[test]
     fn excluding_everything_returns_nothing() {
         let t = table(40, 3, 1);
         let q = vec![1.0, 2.0, 3.0, 1.0];
