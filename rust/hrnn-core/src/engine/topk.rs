@@ -4,12 +4,14 @@
 //!
 //! The AVX2 kernel (`kernels_x86`) works block by block ([`BLOCK_PANELS`] panels of 16 items): the
 //! block's logits from `H` broadcast-multiply-adds onto the biases go to a 2 KB buffer that stays
-//! in L1; then one branch-free pass over the buffer adds every `exp(logit − running max)` into
-//! four f32 registers (flushed to f64 once per block; the running max is raised, and the total
-//! rescaled, at most once per block) and compares every logit with the current K-th best (one
-//! vectorized compare + movemask per panel). Only a block holding a candidate goes to
-//! [`TopK::offer_block`], which keeps at most the block's best K. So the work per item does not
-//! depend on the score distribution: flat, peaked, tied or sorted scores cost the same.
+//! in L1, and the block's maximum from the tiles' registers; then one branch-free pass over the
+//! buffer adds every `exp(logit − running max)` into four f32 registers (flushed to f64 once per
+//! block; the running max is raised, and the total rescaled, at most once per block). Only a
+//! block whose maximum beats the current K-th best also compares its logits with it (one
+//! vectorized compare + movemask per 8 lanes) and goes to [`TopK::offer_block`], which keeps at
+//! most the block's best K. So the work per item hardly depends on the score distribution: every
+//! item costs the same multiply-adds and exponential; flat, peaked, tied or sorted scores differ
+//! only in how many blocks hold a candidate.
 //! The portable kernel absorbs panel by panel.
 //!
 //! Register tiles: a single query scores 4 panels at once (8 independent accumulator chains, so
