@@ -199,10 +199,13 @@ unsafe fn tile<const U: usize, const V: usize, const BF16: bool>(
             // SAFETY: row d of panel p + v; query values d < hidden.
             unsafe {
                 let row = base.add(v * panel_bytes + d * t.row_bytes);
-                // Ask for the same row of the next tile's panels now (~V × 2.8 KB ahead): the
-                // hardware prefetchers alone leave a single query at ~half the memory bandwidth,
-                // and a batch waiting on L2. Past the table's end a prefetch is harmless.
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(V * panel_bytes).cast());
+                // Ask for the next tile's panels now (V × 2.8 KB ahead), front to back: step
+                // (d, v) prefetches its row-sized slice `d·V + v` of them, so the V panels are
+                // requested as one ascending stream (the hardware prefetchers alone leave a
+                // single query at ~half the memory bandwidth, and a batch waiting on L2). Past
+                // the table's end a prefetch is harmless.
+                let ahead = base.wrapping_add(V * panel_bytes + (d * V + v) * t.row_bytes);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                 let w = load_row::<BF16>(row);
                 for u in 0..U {
                     let x = _mm256_broadcast_ss(&*q[u].add(d));
