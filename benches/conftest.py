@@ -3,6 +3,7 @@ inputs (so they stay working), and for real with ``python benches/ratios.py`` at
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -123,7 +124,10 @@ def spread_models(
     from hrnn.model_format import write_model_dir
 
     benchmarking = benchmarks_enabled(request.config)
-    root = tmp_path_factory.mktemp("spread")
+    # HRNN_SPREAD_CACHE: a folder that keeps the trained models between runs (training is most
+    # of the benchmark's time); the models are the same for the same seed and data.
+    cache = os.environ.get("HRNN_SPREAD_CACHE")
+    root = Path(cache) / ("full" if benchmarking else "tiny") if cache else tmp_path_factory.mktemp("spread")
     models: dict[str, Path] = {}
     datasets = {
         "ml-latest-small": SHARED_DATA / "ml-latest-small" / "interactions.csv",
@@ -132,17 +136,23 @@ def spread_models(
     settings: dict[str, Any] = {"epochs": 1, "progress": False, "hidden_dimension": 43}
     if benchmarking:
         for name, csv in datasets.items():
-            if csv.exists():
+            if (root / name / "model.json").exists():
+                models[f"trained {name}"] = root / name
+            elif csv.exists():
                 trained = hrnn.train(hrnn.Interactions.from_csv(csv), **settings)
                 models[f"trained {name}"] = trained.save(root / name)
     n = 100_000 if benchmarking else 1_000
-    log = session_log(1_000_000 if benchmarking else 5_000, n)
-    data = hrnn.Interactions.from_arrays(log["user"], log["item"], log["timestamp"])
-    trained = hrnn.train(data, **settings)
-    models[f"trained synthetic {len(trained.item_ids) // 1000}k"] = trained.save(root / "synthetic")
+    synthetic = root / "synthetic"
+    if not (synthetic / "model.json").exists():
+        log = session_log(1_000_000 if benchmarking else 5_000, n)
+        data = hrnn.Interactions.from_arrays(log["user"], log["item"], log["timestamp"])
+        hrnn.train(data, **settings).save(synthetic)
+    items = len(json.loads((synthetic / "model.json").read_text())["item_ids"])
+    models[f"trained synthetic {items // 1000}k"] = synthetic
     for scale in (0.3, 0.05, 0.01):
         model = random_model(n, 43, num_users=4, event_types=["click"], output_scale=scale)
-        models[f"random {n // 1000}k, output_scale {scale}"] = write_model_dir(
-            root / f"random-{scale}", model.tensors, model.meta
-        )
+        path = root / f"random-{scale}"
+        if not (path / "model.json").exists():
+            write_model_dir(path, model.tensors, model.meta)
+        models[f"random {n // 1000}k, output_scale {scale}"] = path
     return models

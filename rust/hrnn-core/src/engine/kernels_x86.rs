@@ -18,12 +18,16 @@ use super::topk::{ScanState, BLOCK_PANELS, NEGLIGIBLE};
 /// One query's logits for one block of panels.
 type BlockLogits = [Lanes; BLOCK_PANELS];
 
-/// `exp(x)` for `x ≤ 0` (clamped at −87), the same reduction and polynomial as
-/// `kernels::exp_lanes`.
+/// `exp(x)` for `x ≤ 0`, the reduction and polynomial of `kernels::exp_lanes` with `2^n` added
+/// straight into the exponent bits (one shift and one integer add instead of building the factor
+/// and multiplying: the same result, as scaling by a power of two is exact). Inputs are clamped
+/// at −80 (e^−80 ≈ 2e−35 instead of 0, which no sum can notice), so the result stays a normal
+/// number.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn exp8(x: __m256) -> __m256 {
-    let x = _mm256_max_ps(x, _mm256_set1_ps(-87.0));
+    let x = _mm256_max_ps(x, _mm256_set1_ps(-80.0));
+    // 1.5 × 2^23: adding it rounds x·log2(e) to the integer n, held in the low mantissa bits.
     let magic = _mm256_set1_ps(12_582_912.0);
     let t = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
     let n = _mm256_sub_ps(t, magic);
@@ -33,12 +37,10 @@ fn exp8(x: __m256) -> __m256 {
     for &c in EXP_POLY[..5].iter().rev() {
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
     }
-    let ni = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B40_0000));
-    let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
-        ni,
-        _mm256_set1_epi32(127),
-    )));
-    _mm256_mul_ps(p, scale)
+    // t's bits are 0x4B40_0000 + n; shifted left by 23 only n << 23 remains (the constant's low
+    // 9 bits are 0), which adds n to p's exponent: p ∈ [0.7, 1.5] and n ≥ −116 keep it normal.
+    let n_exponent = _mm256_slli_epi32::<23>(_mm256_castps_si256(t));
+    _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), n_exponent))
 }
 
 #[inline]
@@ -90,21 +92,24 @@ unsafe fn load_row<const BF16: bool>(row: *const u8) -> [__m256; 2] {
     }
 }
 
-/// Folds one block of logits (panels `first..first + logits.len()`) into a query's scan, in two
-/// passes over the L1-resident buffer: the block's maximum, then — branch-free per panel — the
-/// exponentials against the running maximum summed in 4 registers, and a vectorized comparison
-/// with the top-K threshold whose movemask is almost always 0. The work per item is the same for
-/// every score distribution (flat, peaked, tied, sorted); only the rare candidates take a branch.
+/// Folds one block of logits (panels `first..first + logits.len()`, whose largest lane is
+/// `block_max`, found by the tiles from their registers) into a query's scan, in one pass over
+/// the L1-resident buffer: the exponentials against the running maximum, summed in 4 registers,
+/// and — only in a block whose maximum beats the K-th best — a vectorized comparison with it
+/// whose movemask marks the candidates. Every block costs the same exponentials whatever the
+/// score distribution (flat, peaked, tied, sorted); a block holding a candidate adds one compare
+/// and movemask per 8 lanes, and only its candidates take a branch.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn absorb_block(state: &mut ScanState, first: usize, logits: &[Lanes], num_items: usize) {
+fn absorb_block(
+    state: &mut ScanState,
+    first: usize,
+    logits: &[Lanes],
+    block_max: f32,
+    num_items: usize,
+) {
     // SAFETY (all loads below): each `Lanes` is 16 f32, 64-byte aligned.
     let load = |row: &Lanes, half: usize| unsafe { _mm256_load_ps(row.0.as_ptr().add(half)) };
-    let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
-    for row in logits {
-        vmax = _mm256_max_ps(vmax, _mm256_max_ps(load(row, 0), load(row, 8)));
-    }
-    let block_max = hmax(vmax);
     if block_max > state.max {
         // Rescale what was summed against the old maximum (at most once per block).
         state.total *= if state.max == f32::NEG_INFINITY {
@@ -115,16 +120,27 @@ fn absorb_block(state: &mut ScanState, first: usize, logits: &[Lanes], num_items
         state.max = block_max;
     }
     let threshold = state.top.threshold();
-    if block_max <= state.max - NEGLIGIBLE && block_max <= threshold {
+    let candidates = block_max > threshold;
+    if block_max <= state.max - NEGLIGIBLE && !candidates {
         // Every exponential is negligible and no item can enter: nothing to do.
         return;
     }
     let m = _mm256_set1_ps(state.max);
-    let thr = _mm256_set1_ps(threshold);
     let mut sums = [_mm256_setzero_ps(); 4];
+    if !candidates {
+        for (i, row) in logits.iter().enumerate() {
+            let (a, b) = (load(row, 0), load(row, 8));
+            sums[i % 2] = _mm256_add_ps(sums[i % 2], exp8(_mm256_sub_ps(a, m)));
+            sums[2 + i % 2] = _mm256_add_ps(sums[2 + i % 2], exp8(_mm256_sub_ps(b, m)));
+        }
+        // Each lane of each sum holds at most BLOCK_PANELS / 2 = 16 values ≤ 1: f32 is exact
+        // enough.
+        state.total += hsum_f64(sums);
+        return;
+    }
+    let thr = _mm256_set1_ps(threshold);
     // Bit l of `above[i]`: lane l of panel i beats the threshold.
     let mut above = [0u16; BLOCK_PANELS];
-    let mut any = 0;
     for ((i, row), above) in logits.iter().enumerate().zip(&mut above) {
         let (a, b) = (load(row, 0), load(row, 8));
         sums[i % 2] = _mm256_add_ps(sums[i % 2], exp8(_mm256_sub_ps(a, m)));
@@ -132,15 +148,11 @@ fn absorb_block(state: &mut ScanState, first: usize, logits: &[Lanes], num_items
         let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, thr));
         let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(b, thr));
         *above = (lo | hi << 8) as u16;
-        any |= *above;
     }
-    // Each lane of each sum holds at most BLOCK_PANELS / 2 = 16 values ≤ 1: f32 is exact enough.
     state.total += hsum_f64(sums);
-    if any != 0 {
-        state
-            .top
-            .offer_block(first, logits, &above[..logits.len()], num_items);
-    }
+    state
+        .top
+        .offer_block(first, logits, &above[..logits.len()], num_items);
 }
 
 /// Where the kernels read the table: the weight rows (as bytes), their size, and the biases.
@@ -167,6 +179,7 @@ unsafe fn tile<const U: usize, const V: usize, const BF16: bool>(
     p: usize,
     out: &mut [BlockLogits; U],
     slot: usize,
+    block_max: &mut [__m256; U],
 ) {
     let panel_bytes = t.hidden * t.row_bytes;
     let mut acc = [[[_mm256_setzero_ps(); 2]; V]; U];
@@ -186,10 +199,13 @@ unsafe fn tile<const U: usize, const V: usize, const BF16: bool>(
             // SAFETY: row d of panel p + v; query values d < hidden.
             unsafe {
                 let row = base.add(v * panel_bytes + d * t.row_bytes);
-                // Ask for the same row of the next tile's panels now (~V × 2.8 KB ahead): the
-                // hardware prefetchers alone leave a single query at ~half the memory bandwidth,
-                // and a batch waiting on L2. Past the table's end a prefetch is harmless.
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(V * panel_bytes).cast());
+                // Ask for the next tile's panels now (V × 2.8 KB ahead), front to back: step
+                // (d, v) prefetches its row-sized slice `d·V + v` of them, so the V panels are
+                // requested as one ascending stream (the hardware prefetchers alone leave a
+                // single query at ~half the memory bandwidth, and a batch waiting on L2). Past
+                // the table's end a prefetch is harmless.
+                let ahead = base.wrapping_add(V * panel_bytes + (d * V + v) * t.row_bytes);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                 let w = load_row::<BF16>(row);
                 for u in 0..U {
                     let x = _mm256_broadcast_ss(&*q[u].add(d));
@@ -199,8 +215,9 @@ unsafe fn tile<const U: usize, const V: usize, const BF16: bool>(
             }
         }
     }
-    for (out, acc) in out.iter_mut().zip(acc) {
+    for ((out, acc), vmax) in out.iter_mut().zip(acc).zip(block_max) {
         for (v, [lo, hi]) in acc.into_iter().enumerate() {
+            *vmax = _mm256_max_ps(*vmax, _mm256_max_ps(lo, hi));
             let row = out[slot + v].0.as_mut_ptr();
             // SAFETY: slot + V ≤ BLOCK_PANELS (the caller's contract); a row holds 2 × 8 lanes.
             unsafe {
@@ -232,19 +249,20 @@ unsafe fn scan_tiles<const U: usize, const V: usize, const BF16: bool>(
     while p < panels.end {
         let first = p;
         let end = panels.end.min((p / BLOCK_PANELS + 1) * BLOCK_PANELS);
+        let mut block_max = [_mm256_set1_ps(f32::NEG_INFINITY); U];
         while p < end {
             // SAFETY: p + V (or p + 1) ≤ end, so inside the table and the block buffer; the
             // caller's contract for the rest.
             if end - p >= V {
-                unsafe { tile::<U, V, BF16>(t, &q, p, &mut out, p - first) };
+                unsafe { tile::<U, V, BF16>(t, &q, p, &mut out, p - first, &mut block_max) };
                 p += V;
             } else {
-                unsafe { tile::<U, 1, BF16>(t, &q, p, &mut out, p - first) };
+                unsafe { tile::<U, 1, BF16>(t, &q, p, &mut out, p - first, &mut block_max) };
                 p += 1;
             }
         }
-        for (state, out) in states.iter_mut().zip(&out) {
-            absorb_block(state, first, &out[..end - first], t.num_items);
+        for ((state, out), vmax) in states.iter_mut().zip(&out).zip(block_max) {
+            absorb_block(state, first, &out[..end - first], hmax(vmax), t.num_items);
         }
     }
 }
@@ -379,5 +397,31 @@ pub(super) fn gemv(w: &[f32], bias: &[f32], v: &[f32], out: &mut [f32]) {
             sum = x.mul_add(*y, sum);
         }
         *o = bias[i] + sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp8_matches_std_exp_and_stays_normal_below_the_clamp() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let mut x = -100.0f32;
+        while x <= 0.0 {
+            let lanes: [f32; 8] = std::array::from_fn(|l| x - l as f32 * 0.013);
+            let mut got = [0.0f32; 8];
+            // SAFETY: AVX2 and FMA are present (checked above); 8 f32 in and out.
+            unsafe { _mm256_storeu_ps(got.as_mut_ptr(), exp8(_mm256_loadu_ps(lanes.as_ptr()))) };
+            for (&v, &g) in lanes.iter().zip(&got) {
+                let exact = f64::from(v.max(-80.0)).exp();
+                assert!(g.is_normal(), "exp8({v}) = {g}");
+                let rel = ((f64::from(g) - exact) / exact).abs();
+                assert!(rel < 5e-7, "exp8({v}) = {g}, exp = {exact} (rel {rel})");
+            }
+            x += 0.37;
+        }
     }
 }

@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap;
 use super::blocks::CellBlock;
 use super::kernels::{f32_to_bf16, Bf16Lanes, Isa, Lanes, Row, PANEL};
 use super::seen::StoredSeen;
+use crate::huge_pages::HugePageArray;
 
 /// How the item table's weights are stored, chosen at load time (the file always holds f32).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,13 +42,14 @@ impl FromStr for Precision {
     }
 }
 
-/// The weights of an [`ItemTable`], `num_panels * hidden` rows, in either precision.
+/// The weights of an [`ItemTable`], `num_panels * hidden` rows, in either precision. Every query
+/// streams all of them, so they live in huge pages where the OS has them ([`HugePageArray`]).
 #[derive(Clone)]
 pub enum TableWeights {
     /// f32 rows.
-    F32(Vec<Lanes>),
+    F32(HugePageArray<Lanes>),
     /// bfloat16 rows.
-    Bf16(Vec<Bf16Lanes>),
+    Bf16(HugePageArray<Bf16Lanes>),
 }
 
 /// The output layer `logit_j = O[j] · o + b_o[j]` as a panel-major table.
@@ -73,7 +75,7 @@ pub struct ItemTable {
 impl Default for ItemTable {
     fn default() -> Self {
         Self {
-            weights: TableWeights::F32(Vec::new()),
+            weights: TableWeights::F32(HugePageArray::filled(0, Lanes::default())),
             bias: Vec::new(),
             hidden: 0,
             num_items: 0,
@@ -89,7 +91,7 @@ impl ItemTable {
     pub fn new(output_weight: &[f32], output_bias: &[f32], hidden: usize) -> Self {
         let num_items = output_bias.len();
         let num_panels = num_items.div_ceil(PANEL);
-        let mut rows = vec![Lanes::default(); num_panels * hidden];
+        let mut rows = HugePageArray::filled(num_panels * hidden, Lanes::default());
         let mut bias = vec![Lanes([PAD_BIAS; PANEL]); num_panels];
         for p in 0..num_panels {
             let panel = &mut rows[p * hidden..(p + 1) * hidden];
@@ -115,13 +117,15 @@ impl ItemTable {
     /// a bf16 table cannot be widened back, so asking for f32 from bf16 keeps bf16 values).
     pub fn with_precision(self, precision: Precision) -> Self {
         let weights = match (precision, self.weights) {
-            (Precision::Bf16, TableWeights::F32(rows)) => TableWeights::Bf16(
-                rows.iter()
-                    .map(|r| Bf16Lanes(r.0.map(f32_to_bf16)))
-                    .collect(),
-            ),
+            (Precision::Bf16, TableWeights::F32(rows)) => {
+                TableWeights::Bf16(HugePageArray::from_fn(rows.len(), |i| {
+                    Bf16Lanes(rows[i].0.map(f32_to_bf16))
+                }))
+            }
             (Precision::F32, TableWeights::Bf16(rows)) => {
-                TableWeights::F32(rows.iter().map(|r| Lanes(r.to_f32())).collect())
+                TableWeights::F32(HugePageArray::from_fn(rows.len(), |i| {
+                    Lanes(rows[i].to_f32())
+                }))
             }
             (_, same) => same,
         };
