@@ -149,6 +149,7 @@ mod tests {
     use super::*;
     use crate::engine::kernels::PANEL;
     use crate::engine::model::Precision;
+    use crate::engine::test_fixtures::lcg_int;
     use crate::engine::topk::top_k;
     use proptest::prelude::*;
 
@@ -156,12 +157,7 @@ mod tests {
     /// summation order) whose biases take few values, so logits tie often.
     fn dyadic(n: usize, h: usize, users: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
         let mut s = seed;
-        let mut int = |r: i64| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as i64 % (2 * r + 1)) - r
-        };
+        let mut int = |r: i64| lcg_int(&mut s, r);
         let w: Vec<f32> = (0..n * h).map(|_| int(4) as f32 / 8.0).collect();
         let b: Vec<f32> = (0..n).map(|_| int(2) as f32).collect();
         let queries = (0..users)

@@ -223,6 +223,7 @@ pub fn exp_lanes<M: MulAdd>(x: &[f32; PANEL], shift: f32) -> [f32; PANEL] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::test_fixtures::lcg_step;
 
     #[test]
     fn exp_lanes_matches_std_exp() {
@@ -288,9 +289,7 @@ mod tests {
         // Round trip: the result is the nearest bf16 (ties to even), checked against f64.
         let mut s = 12345u64;
         for _ in 0..10_000 {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            lcg_step(&mut s);
             // Finite magnitudes below 4, subnormals included.
             let x = f32::from_bits((s >> 32) as u32 & 0x3FFF_FFFF);
             let r = f64::from(bf16_to_f32(f32_to_bf16(x)));

@@ -15,11 +15,22 @@ pub(crate) fn write_model(dir: &Path, h: usize, n: usize, users: usize, seed: u6
     write_model_with(dir, h, n, users, seed, |_, _| {});
 }
 
-pub(crate) fn lcg(state: &mut u64) -> f32 {
+/// One step of the tests' 64-bit linear congruential generator; returns the new state.
+pub(crate) fn lcg_step(state: &mut u64) -> u64 {
     *state = state
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
-    ((*state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    *state
+}
+
+/// A uniform value in [-0.5, 0.5) from the tests' generator.
+pub(crate) fn lcg(state: &mut u64) -> f32 {
+    ((lcg_step(state) >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+}
+
+/// A uniform integer in [-r, r] from the tests' generator.
+pub(crate) fn lcg_int(state: &mut u64, r: i64) -> i64 {
+    ((lcg_step(state) >> 33) as i64 % (2 * r + 1)) - r
 }
 
 /// Like `write_model`, with a hook to tamper with the JSON and tensors before writing.

@@ -333,16 +333,12 @@ pub fn read_floor(isa: Isa, table: &ItemTable) -> f32 {
 mod tests {
     use super::*;
     use crate::engine::model::Precision;
+    use crate::engine::test_fixtures::{lcg, lcg_int};
     use proptest::prelude::*;
 
     fn table(n: usize, h: usize, seed: u64) -> ItemTable {
         let mut s = seed;
-        let mut next = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-        };
+        let mut next = || lcg(&mut s) * 4.0;
         let w: Vec<f32> = (0..n * h).map(|_| next()).collect();
         // Quantized biases create ties, to exercise the tie rule.
         let b: Vec<f32> = (0..n).map(|_| (next() * 2.0).round()).collect();
@@ -424,12 +420,7 @@ mod tests {
     /// (three distinct logits), 3 sorted (bias rising with the item index).
     fn dyadic_case(n: usize, h: usize, shape: u8, seed: u64) -> (ItemTable, Vec<f32>, Vec<f64>) {
         let mut s = seed;
-        let mut int = |r: i64| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as i64 % (2 * r + 1)) - r
-        };
+        let mut int = |r: i64| lcg_int(&mut s, r);
         let (w, b): (Vec<f32>, Vec<f32>) = match shape {
             0 => (
                 (0..n * h).map(|_| int(2) as f32 / 1024.0).collect(),
@@ -561,15 +552,7 @@ mod tests {
         let mut s = 7u64;
         let mut normal = || {
             // Sum of 4 uniforms: close enough to a normal for norms.
-            (0..4)
-                .map(|_| {
-                    s = s
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                })
-                .sum::<f32>()
-                * 1.73
+            (0..4).map(|_| lcg(&mut s)).sum::<f32>() * 1.73
         };
         let w: Vec<f32> = (0..n * h).map(|_| normal() * 0.5).collect();
         let b: Vec<f32> = (0..n).map(|_| normal()).collect();
