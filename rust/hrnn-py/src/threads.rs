@@ -21,6 +21,15 @@ pub(crate) fn on_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     }
 }
 
+/// Whether `set_num_threads(1)` configured a pool of one thread: a call that would hand its work
+/// to it runs on the calling thread instead (`hrnn_core::threads::sequential`), same result.
+pub(crate) fn single_threaded() -> bool {
+    POOL.read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .is_some_and(|pool| pool.current_num_threads() == 1)
+}
+
 /// Sets how many threads hrnn's parallel work may use (at least 1: checked by the core).
 #[pyfunction]
 pub fn set_num_threads(py: Python<'_>, n: usize) -> PyResult<()> {

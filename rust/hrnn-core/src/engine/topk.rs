@@ -272,16 +272,19 @@ fn scan_all(isa: Isa, table: &ItemTable, query: &[f32], state: ScanState) -> Sca
     }
     let chunks = num_panels.div_ceil(CHUNK_PANELS);
     let fresh = || ScanState::new(TopK::new(state.top.best.k(), state.top.exclude.clone()));
-    let states: Vec<ScanState> = (0..chunks)
-        .into_par_iter()
-        .map(|c| {
-            let mut s = [fresh()];
-            let panels = c * CHUNK_PANELS..((c + 1) * CHUNK_PANELS).min(num_panels);
-            scan(isa, table, &[query], panels, &mut s);
-            let [s] = s;
-            s
-        })
-        .collect();
+    let chunk = |c: usize| {
+        let mut s = [fresh()];
+        let panels = c * CHUNK_PANELS..((c + 1) * CHUNK_PANELS).min(num_panels);
+        scan(isa, table, &[query], panels, &mut s);
+        let [s] = s;
+        s
+    };
+    // the same chunks merged in the same order either way: the result does not depend on it
+    let states: Vec<ScanState> = if crate::threads::is_sequential() {
+        (0..chunks).map(chunk).collect()
+    } else {
+        (0..chunks).into_par_iter().map(chunk).collect()
+    };
     states.into_iter().fold(state, ScanState::merge)
 }
 
@@ -411,6 +414,13 @@ mod tests {
                 pool.install(|| top_k(isa, &t, &query, 30, exclude.clone())),
                 got
             );
+            // And on the calling thread, the chunks in turn.
+            let here = crate::threads::sequential(|| {
+                assert!(crate::threads::is_sequential());
+                top_k(isa, &t, &query, 30, exclude.clone())
+            });
+            assert!(!crate::threads::is_sequential());
+            assert_eq!(here, got);
         }
     }
 
