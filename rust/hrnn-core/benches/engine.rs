@@ -10,20 +10,11 @@ use hrnn_core::engine::kernels::Isa;
 use hrnn_core::engine::model::{CellWeights, ItemTable, Precision};
 use hrnn_core::engine::topk::{top_k, top_k_batch};
 
+mod common;
+use common::random;
+
 const H: usize = 43;
 const N: usize = 100_000;
-
-fn random(len: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
-        })
-        .collect()
-}
 
 fn query(seed: u64) -> Vec<f32> {
     let mut q = random(H, seed, 1.0);

@@ -13,22 +13,14 @@ use hrnn_core::engine::kernels::Isa;
 use hrnn_core::engine::model::ItemTable;
 use hrnn_core::engine::topk::top_k_batch;
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::random;
+
 const H: usize = 43;
 const N: usize = 100_000;
 const USERS: usize = 256;
 const K: usize = 25;
-
-fn random(len: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
-        })
-        .collect()
-}
 
 /// CPU seconds used by every thread of this process so far (time a shared machine gave to
 /// another process is not counted).
