@@ -43,8 +43,7 @@ from hrnn import model_format as fmt
 from hrnn._network.model import HRNN
 from hrnn.sessions import Sessions
 from hrnn.trained_model import TrainedModel
-from hrnn.training._batching import build_layout
-from hrnn.training._windows import EVAL_SLOTS, windows
+from hrnn.training._windows import read_outs
 from hrnn.training.config import Hyperparameters
 
 if TYPE_CHECKING:
@@ -193,17 +192,12 @@ def _read_outs(
     weight = np.zeros_like(features.weight)
     weight[positions] = 1.0
     users = np.unique(np.searchsorted(data.starts, positions, side="right") - 1)
-    layout = build_layout(data.starts[users], data.ends[users], min(EVAL_SLOTS, max(len(users), 1)), 32)
-    state = torch.zeros(layout.num_slots, model.hidden_dimension, device=device)
     outs, targets, rest = [], [], []
-    for batch in windows(layout, replace(features, weight=weight), device):
-        states, state = model.run(batch["item"], batch["event_type"], batch["time"], state, batch["reset"])
-        rows = batch["rows"]
-        if rows.numel() == 0:
-            continue
-        o = model.read_out(states.flatten(0, 1)[rows], batch["target_time"].flatten(0, 1)[rows]).float()
+    with_weight = replace(features, weight=weight)
+    for o, target in read_outs(model, with_weight, data.starts[users], data.ends[users], device):
+        o = o.float()
         outs.append(o)
-        targets.append(batch["target"].flatten()[rows])
+        targets.append(target)
         rest.append(torch.logsumexp(model.logits(o)[:, known].float(), dim=1))
     if not outs:
         empty = torch.zeros(0, device=device)

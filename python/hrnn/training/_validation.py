@@ -17,8 +17,8 @@ from hrnn.evaluation.metrics import (
     recall_at,
     reciprocal_rank_at,
 )
-from hrnn.training._batching import EventFeatures, build_layout
-from hrnn.training._windows import EVAL_SLOTS, states_after, windows
+from hrnn.training._batching import EventFeatures
+from hrnn.training._windows import read_outs, states_after
 
 __all__ = ["HOLDOUT_CUTOFF", "VALIDATION_CUTOFF", "evaluate", "evaluate_holdout"]
 
@@ -61,24 +61,15 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    layout = build_layout(starts, stops, min(EVAL_SLOTS, max(len(starts), 1)), 32)
-    state = torch.zeros(layout.num_slots, model.hidden_dimension, device=device)
     reciprocal, hits, count = 0.0, 0, 0
-    for batch in windows(layout, features, device):
-        states, state = model.run(batch["item"], batch["event_type"], batch["time"], state, batch["reset"])
-        rows = batch["rows"]
-        if rows.numel() == 0:
-            continue
-        query = batch["target_time"].flatten(0, 1)[rows]
-        o = model.read_out(states.flatten(0, 1)[rows], query if query_at_target else torch.zeros_like(query))
+    for o, target in read_outs(model, features, starts, stops, device, query_at_target):
         logits = model.logits(o).float()
-        target = batch["target"].flatten()[rows]
         target_logit = logits.gather(1, target.unsqueeze(1))
         # conservative: ties rank ahead of the target (the rule of hrnn.evaluation.metrics)
         rank = (logits >= target_logit).sum(dim=1).cpu().numpy().astype(np.int64)
         reciprocal += float(reciprocal_rank_at(rank, cutoff).sum())
         hits += int((rank <= cutoff).sum())
-        count += int(rows.numel())
+        count += int(target.numel())
     model.train(was_training)
     if count == 0:
         return {"mrr": 0.0, "recall": 0.0, "targets": 0.0}

@@ -17,7 +17,7 @@ from hrnn._network.model import HRNN
 from hrnn.sessions import Sessions
 from hrnn.training._batching import EventFeatures, SlotLayout, Window, build_layout
 
-__all__ = ["EVAL_SLOTS", "final_states", "states_after", "to_device", "windows"]
+__all__ = ["EVAL_SLOTS", "final_states", "read_outs", "states_after", "to_device", "windows"]
 
 #: Slots of the forward-only passes (no gradient: wide batches are cheap).
 EVAL_SLOTS = 512
@@ -106,6 +106,35 @@ def windows(
         elif user_start is not None:
             seen = _seen_pairs(window, features, user_start)
         yield to_device(window, device, targets_ahead=target_window > 1, seen=seen, seen_ranges=ranges)
+
+
+def read_outs(
+    model: HRNN,
+    features: EventFeatures,
+    starts: npt.NDArray[np.int64],
+    stops: npt.NDArray[np.int64],
+    device: torch.device,
+    query_at_target: bool = True,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The read-out ``o`` before each target (an event with ``features.weight > 0``) and the target
+    item, window by window, each user run from a zeroed state over ``starts … stops − 1`` as in
+    training. The caller sets the model's mode and disables gradients.
+
+    Args:
+        query_at_target: read out at the target's own time gap (as training does); False: at
+            ``Δq = 0`` (a recommendation right after the last event).
+    """
+    layout = build_layout(starts, stops, min(EVAL_SLOTS, max(len(starts), 1)), 32)
+    state = torch.zeros(layout.num_slots, model.hidden_dimension, device=device)
+    for batch in windows(layout, features, device):
+        states, state = model.run(batch["item"], batch["event_type"], batch["time"], state, batch["reset"])
+        rows = batch["rows"]
+        if rows.numel() == 0:
+            continue
+        query = batch["target_time"].flatten(0, 1)[rows]
+        if not query_at_target:
+            query = torch.zeros_like(query)
+        yield model.read_out(states.flatten(0, 1)[rows], query), batch["target"].flatten()[rows]
 
 
 @torch.no_grad()
