@@ -18,29 +18,41 @@ use super::topk::{ScanState, BLOCK_PANELS, NEGLIGIBLE};
 /// One query's logits for one block of panels.
 type BlockLogits = [Lanes; BLOCK_PANELS];
 
-/// `exp(x)` for `x ≤ 0`, the reduction and polynomial of `kernels::exp_lanes` with `2^n` added
-/// straight into the exponent bits (one shift and one integer add instead of building the factor
-/// and multiplying: the same result, as scaling by a power of two is exact). Inputs are clamped
-/// at −80 (e^−80 ≈ 2e−35 instead of 0, which no sum can notice), so the result stays a normal
-/// number.
+/// `exp(x)` for `x ≤ 0` on `N` vectors at once, the reduction and polynomial of
+/// `kernels::exp_lanes` with `2^n` added straight into the exponent bits (one shift and one
+/// integer add instead of building the factor and multiplying: the same result, as scaling by a
+/// power of two is exact). Inputs are clamped at −80 (e^−80 ≈ 2e−35 instead of 0, which no sum
+/// can notice), so the result stays a normal number.
+///
+/// Each step is applied to all `N` vectors before the next, so every constant is loaded once per
+/// step and `N` independent chains are in flight: the polynomial is a chain of dependent FMAs,
+/// and one vector at a time leaves the FMA units waiting on its latency. Lane by lane the result
+/// is exactly that of one vector at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn exp8(x: __m256) -> __m256 {
-    let x = _mm256_max_ps(x, _mm256_set1_ps(-80.0));
+fn exp8<const N: usize>(x: [__m256; N]) -> [__m256; N] {
+    let x = x.map(|x| _mm256_max_ps(x, _mm256_set1_ps(-80.0)));
     // 1.5 × 2^23: adding it rounds x·log2(e) to the integer n, held in the low mantissa bits.
     let magic = _mm256_set1_ps(12_582_912.0);
-    let t = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
-    let n = _mm256_sub_ps(t, magic);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
-    let mut p = _mm256_set1_ps(EXP_POLY[5]);
+    let log2e = _mm256_set1_ps(std::f32::consts::LOG2_E);
+    let t = x.map(|x| _mm256_fmadd_ps(x, log2e, magic));
+    let n = t.map(|t| _mm256_sub_ps(t, magic));
+    let (hi, lo) = (_mm256_set1_ps(0.693_145_75), _mm256_set1_ps(1.428_606_8e-6));
+    let r: [__m256; N] = std::array::from_fn(|i| _mm256_fnmadd_ps(n[i], hi, x[i]));
+    let r: [__m256; N] = std::array::from_fn(|i| _mm256_fnmadd_ps(n[i], lo, r[i]));
+    let mut p = [_mm256_set1_ps(EXP_POLY[5]); N];
     for &c in EXP_POLY[..5].iter().rev() {
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        let c = _mm256_set1_ps(c);
+        for (p, &r) in p.iter_mut().zip(&r) {
+            *p = _mm256_fmadd_ps(*p, r, c);
+        }
     }
     // t's bits are 0x4B40_0000 + n; shifted left by 23 only n << 23 remains (the constant's low
     // 9 bits are 0), which adds n to p's exponent: p ∈ [0.7, 1.5] and n ≥ −116 keep it normal.
-    let n_exponent = _mm256_slli_epi32::<23>(_mm256_castps_si256(t));
-    _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), n_exponent))
+    std::array::from_fn(|i| {
+        let n_exponent = _mm256_slli_epi32::<23>(_mm256_castps_si256(t[i]));
+        _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p[i]), n_exponent))
+    })
 }
 
 #[inline]
@@ -127,11 +139,31 @@ fn absorb_block(
     }
     let m = _mm256_set1_ps(state.max);
     let mut sums = [_mm256_setzero_ps(); 4];
+    // Panel i's two halves add into sums[i % 2] and sums[2 + i % 2]. The panels go in pairs:
+    // the four halves of a pair through one `exp8` (four chains in flight), and each sum index a
+    // constant, so the sums stay in registers.
+    let add_pair = |sums: &mut [__m256; 4], [a0, b0, a1, b1]: [__m256; 4]| {
+        let e = exp8([a0, b0, a1, b1].map(|v| _mm256_sub_ps(v, m)));
+        for (j, e) in [0, 2, 1, 3].into_iter().zip(e) {
+            sums[j] = _mm256_add_ps(sums[j], e);
+        }
+    };
+    let add_one = |sums: &mut [__m256; 4], [a, b]: [__m256; 2]| {
+        let [ea, eb] = exp8([a, b].map(|v| _mm256_sub_ps(v, m)));
+        sums[0] = _mm256_add_ps(sums[0], ea);
+        sums[2] = _mm256_add_ps(sums[2], eb);
+    };
     if !candidates {
-        for (i, row) in logits.iter().enumerate() {
-            let (a, b) = (load(row, 0), load(row, 8));
-            sums[i % 2] = _mm256_add_ps(sums[i % 2], exp8(_mm256_sub_ps(a, m)));
-            sums[2 + i % 2] = _mm256_add_ps(sums[2 + i % 2], exp8(_mm256_sub_ps(b, m)));
+        let mut pairs = logits.chunks_exact(2);
+        for pair in &mut pairs {
+            let (r0, r1) = (&pair[0], &pair[1]);
+            add_pair(
+                &mut sums,
+                [load(r0, 0), load(r0, 8), load(r1, 0), load(r1, 8)],
+            );
+        }
+        if let [row] = pairs.remainder() {
+            add_one(&mut sums, [load(row, 0), load(row, 8)]);
         }
         // Each lane of each sum holds at most BLOCK_PANELS / 2 = 16 values ≤ 1: f32 is exact
         // enough.
@@ -141,13 +173,21 @@ fn absorb_block(
     let thr = _mm256_set1_ps(threshold);
     // Bit l of `above[i]`: lane l of panel i beats the threshold.
     let mut above = [0u16; BLOCK_PANELS];
-    for ((i, row), above) in logits.iter().enumerate().zip(&mut above) {
-        let (a, b) = (load(row, 0), load(row, 8));
-        sums[i % 2] = _mm256_add_ps(sums[i % 2], exp8(_mm256_sub_ps(a, m)));
-        sums[2 + i % 2] = _mm256_add_ps(sums[2 + i % 2], exp8(_mm256_sub_ps(b, m)));
+    let mask = |a: __m256, b: __m256| {
         let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, thr));
         let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(b, thr));
-        *above = (lo | hi << 8) as u16;
+        (lo | hi << 8) as u16
+    };
+    for (i, row) in logits.iter().enumerate().step_by(2) {
+        let (a0, b0) = (load(row, 0), load(row, 8));
+        above[i] = mask(a0, b0);
+        if let Some(row) = logits.get(i + 1) {
+            let (a1, b1) = (load(row, 0), load(row, 8));
+            above[i + 1] = mask(a1, b1);
+            add_pair(&mut sums, [a0, b0, a1, b1]);
+        } else {
+            add_one(&mut sums, [a0, b0]);
+        }
     }
     state.total += hsum_f64(sums);
     state
@@ -414,7 +454,9 @@ mod tests {
             let lanes: [f32; 8] = std::array::from_fn(|l| x - l as f32 * 0.013);
             let mut got = [0.0f32; 8];
             // SAFETY: AVX2 and FMA are present (checked above); 8 f32 in and out.
-            unsafe { _mm256_storeu_ps(got.as_mut_ptr(), exp8(_mm256_loadu_ps(lanes.as_ptr()))) };
+            unsafe {
+                _mm256_storeu_ps(got.as_mut_ptr(), exp8([_mm256_loadu_ps(lanes.as_ptr())])[0])
+            };
             for (&v, &g) in lanes.iter().zip(&got) {
                 let exact = f64::from(v.max(-80.0)).exp();
                 assert!(g.is_normal(), "exp8({v}) = {g}");
