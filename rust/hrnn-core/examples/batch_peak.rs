@@ -3,12 +3,15 @@
 //! `cargo run --release -p hrnn-core --example batch_peak [rounds] [threads]`.
 //!
 //! The FLOP count is the logits' multiply-adds only (256 × N × H × 2); the softmax denominator's
-//! exponentials and the top-K selection are overhead against it.
+//! exponentials and the top-K selection are overhead against it. The example also measures that
+//! softmax pass alone (per user and panel of 16 items, on one thread) and splits the batch's CPU
+//! time into the pass and the rest: the pass's cost in FMA slots bounds the fraction of the peak
+//! any logits kernel could reach next to it.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use hrnn_core::engine::fma_probe::fma_peak;
+use hrnn_core::engine::fma_probe::{fma_peak, fma_peak_one_thread, softmax_pass_per_panel};
 use hrnn_core::engine::kernels::Isa;
 use hrnn_core::engine::model::ItemTable;
 use hrnn_core::engine::topk::top_k_batch;
@@ -103,5 +106,27 @@ fn main() {
         "  fraction of the probe's peak: {:.1}% (the batch at that peak: {:.2} ms)",
         100.0 * achieved / peak,
         flop / peak * 1e3
+    );
+    let Some(pass) = softmax_pass_per_panel(isa, 0.2) else {
+        return;
+    };
+    // One thread's FMA rate and the time of one 8-lane FMA (16 FLOP) at it.
+    let fma = 16.0 / fma_peak_one_thread(isa, 0.2);
+    let panels = N.div_ceil(16) as f64;
+    let logits_fmas = (2 * H) as f64;
+    let slots = pass / fma;
+    let per_panel = cpu * 1e-3 / (USERS as f64 * panels);
+    println!(
+        "  softmax pass alone: {:.1} ns per user and panel = {slots:.1} FMA slots next to the logits' \
+         {logits_fmas}: with logits at the peak the batch could reach {:.1}% of it",
+        pass * 1e9,
+        100.0 * logits_fmas / (logits_fmas + slots)
+    );
+    println!(
+        "  the batch's CPU time per user and panel: {:.1} ns = the pass + {:.1} ns of logits and \
+         selection ({:.1}% of the peak for those)",
+        per_panel * 1e9,
+        (per_panel - pass) * 1e9,
+        100.0 * logits_fmas * fma / (per_panel - pass)
     );
 }

@@ -97,6 +97,53 @@ pub fn fma_peak(isa: Isa, seconds: f64) -> f64 {
     .sum()
 }
 
+/// Seconds one query's softmax pass takes per panel (16 items), best of repeated runs for about
+/// `seconds`: the AVX2 kernel's `absorb_block` over an L1-resident block of [`BLOCK_PANELS`]
+/// logits spread over [−8, 0], against a selection nothing can enter — the exponentials and sums
+/// every block pays whatever its scores. `None` without AVX2 and FMA.
+///
+/// With [`fma_peak_one_thread`] it splits a batch's time per user and panel into this pass and
+/// the `2 H` FMAs of the logits, the pass's cost in FMA slots bounding the batch's fraction of the
+/// FMA peak at `2H / (2H + slots)` however fast the logits run.
+pub fn softmax_pass_per_panel(isa: Isa, seconds: f64) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2Fma {
+        use super::kernels::Lanes;
+        use super::topk::{ScanState, TopK, BLOCK_PANELS};
+        let block: Vec<Lanes> = (0..BLOCK_PANELS)
+            .map(|p| {
+                Lanes(std::array::from_fn(|l| {
+                    -(((p * 16 + l) * 7919 % 1000) as f32) * 0.008
+                }))
+            })
+            .collect();
+        let mut state = ScanState::new(TopK::new(0, Vec::new()));
+        let reps = 2000;
+        let start = Instant::now();
+        let mut best = f64::INFINITY;
+        while start.elapsed().as_secs_f64() < seconds || best == f64::INFINITY {
+            let t = Instant::now();
+            for _ in 0..reps {
+                // SAFETY: `isa` is `Avx2Fma`, chosen only where the CPU has AVX2 and FMA.
+                unsafe {
+                    super::kernels_x86::absorb_block(
+                        &mut state,
+                        0,
+                        std::hint::black_box(&block),
+                        0.0,
+                        BLOCK_PANELS * 16,
+                    )
+                };
+            }
+            best = best.min(t.elapsed().as_secs_f64() / (reps * BLOCK_PANELS) as f64);
+        }
+        std::hint::black_box(state.total);
+        return Some(best);
+    }
+    let _ = (isa, seconds);
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +161,14 @@ mod tests {
             .unwrap();
         let two = pool.install(|| fma_peak(Isa::detect(), 0.01));
         assert!((1e7..2e13).contains(&two), "{two}");
+    }
+
+    #[test]
+    fn the_softmax_pass_costs_more_than_nothing_and_less_than_a_millisecond_per_panel() {
+        match softmax_pass_per_panel(Isa::detect(), 0.01) {
+            Some(s) => assert!(s > 0.0 && s < 1e-3, "{s}"),
+            None => assert_ne!(Isa::detect(), Isa::Avx2Fma),
+        }
+        assert_eq!(softmax_pass_per_panel(Isa::Portable, 0.01), None);
     }
 }

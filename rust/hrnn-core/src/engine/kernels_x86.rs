@@ -113,7 +113,7 @@ unsafe fn load_row<const BF16: bool>(row: *const u8) -> [__m256; 2] {
 /// and movemask per 8 lanes, and only its candidates take a branch.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn absorb_block(
+pub(super) fn absorb_block(
     state: &mut ScanState,
     first: usize,
     logits: &[Lanes],
