@@ -441,3 +441,44 @@ def small_rec(tmp_path_factory: pytest.TempPathFactory) -> hrnn.Recommender:
 def test_hrnn_recommend_fixed_cost(benchmark: Any, small_rec: hrnn.Recommender, one_thread: None) -> None:
     top = benchmark(small_rec.recommend, "user1", K, exclude_seen=True)
     assert len(top) == K
+
+
+# ----- a catalogue of two scan chunks: 2 threads against 1 ------------------------------------------
+@pytest.fixture(scope="module")
+def two_chunk_rec(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> hrnn.Recommender:
+    """50k items: a full scan chunk of 32,768 and a partial one (when benchmarking; 2k otherwise)."""
+    config = request.config
+    benchmarking = bool(config.getoption("benchmark_enable", default=False)) or bool(
+        config.getoption("benchmark_only", default=False)
+    )
+    model = random_model(50_000 if benchmarking else 2_000, H, num_users=4, event_types=["click"])
+    return hrnn.Recommender.load(
+        write_model_dir(tmp_path_factory.mktemp("two_chunks") / "model", model.tensors, model.meta)
+    )
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    before = hrnn.get_num_threads()
+    hrnn.set_num_threads(2)
+    yield
+    hrnn.set_num_threads(before)
+
+
+@pytest.mark.benchmark(group="recommend: 1 user, 50k items (two scan chunks), top-25: 2 threads vs 1")
+def test_hrnn_recommend_two_chunks_2_threads(
+    benchmark: Any, two_chunk_rec: hrnn.Recommender, two_threads: None
+) -> None:
+    """The other thread would take less than a whole chunk, so the call stays on the caller's."""
+    top = benchmark(two_chunk_rec.recommend, "user1", K)
+    assert len(top) == K
+
+
+@pytest.mark.benchmark(group="recommend: 1 user, 50k items (two scan chunks), top-25: 2 threads vs 1")
+def test_hrnn_recommend_two_chunks_1_thread(
+    benchmark: Any, two_chunk_rec: hrnn.Recommender, one_thread: None
+) -> None:
+    top = benchmark(two_chunk_rec.recommend, "user1", K)
+    assert len(top) == K

@@ -1,9 +1,9 @@
 """How many threads hrnn's Rust side may use.
 
 Every parallel step — CSV parsing, filtering, sessionizing, :meth:`Recommender.recommend_batch`
-and the scan of a large catalogue (over 32k items) in :meth:`Recommender.recommend` — runs on one
-pool of threads: by default one per core (or ``RAYON_NUM_THREADS``). Results do not depend on the
-number of threads.
+and the scan of a large catalogue (chunks of 32k items, when the other threads would take at
+least one whole chunk) in :meth:`Recommender.recommend` — runs on one pool of threads: by default
+one per core (or ``RAYON_NUM_THREADS``). Results do not depend on the number of threads.
 """
 
 from __future__ import annotations

@@ -158,13 +158,15 @@ impl Recommender {
         );
         let snapshot = self.inner.snapshot();
         let work = || snapshot.recommend_explained(&user_id, &q);
-        let parallel = topk::single_query_is_parallel(snapshot.model().table.num_panels());
-        let (scored, personalized) = if parallel && !crate::threads::single_threaded() {
-            py.detached(work)?
-        } else {
-            // nothing to fan out, or one thread to fan out to: no hand-off (a wake-up per call)
-            py.detached_here(|| hrnn_core::threads::sequential(work))?
-        };
+        let panels = snapshot.model().table.num_panels();
+        let (scored, personalized) =
+            if topk::single_query_fans_out(panels, crate::threads::pool_threads()) {
+                py.detached(work)?
+            } else {
+                // nothing worth fanning out (or one thread to fan out to): the chunks in turn on
+                // this thread, no hand-off (a wake-up per call)
+                py.detached_here(|| hrnn_core::threads::sequential(work))?
+            };
         let strings = self.strings(py, snapshot.model());
         let items = scored
             .into_iter()

@@ -21,13 +21,15 @@ pub(crate) fn on_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     }
 }
 
-/// Whether `set_num_threads(1)` configured a pool of one thread: a call that would hand its work
-/// to it runs on the calling thread instead (`hrnn_core::threads::sequential`), same result.
-pub(crate) fn single_threaded() -> bool {
+/// The threads of the pool calls run on (the configured one, or rayon's global pool), read
+/// without handing anything to it.
+pub(crate) fn pool_threads() -> usize {
     POOL.read()
         .unwrap_or_else(PoisonError::into_inner)
         .as_ref()
-        .is_some_and(|pool| pool.current_num_threads() == 1)
+        .map_or_else(rayon::current_num_threads, |pool| {
+            pool.current_num_threads()
+        })
 }
 
 /// Sets how many threads hrnn's parallel work may use (at least 1: checked by the core).

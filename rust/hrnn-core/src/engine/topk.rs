@@ -261,6 +261,28 @@ pub fn single_query_is_parallel(num_panels: usize) -> bool {
     num_panels > CHUNK_PANELS
 }
 
+/// Whether handing one query's chunked scan to a pool of `threads` pays: the busiest thread's
+/// chunks (dealt out largest first to the least loaded thread) must leave at least one whole chunk
+/// of the scan to the others. Otherwise the caller runs the chunks in turn on its own thread
+/// ([`crate::threads::sequential`], the same result), sparing the hand-off: waking a pool thread
+/// costs about as much as scanning 1,000 panels on the 2-core Zen 3 VM this was measured on, and
+/// two threads share one memory bus, so a 34k-item catalogue (chunks of 2,048 and 77 panels) was
+/// slower on 2 threads than on 1 (180 against 115 µs), 50k (2,048 + 1,077) too (260 against
+/// 215 µs), and 100k (3 × 2,048 + 106) about even.
+pub fn single_query_fans_out(num_panels: usize, threads: usize) -> bool {
+    if !single_query_is_parallel(num_panels) || threads < 2 {
+        return false;
+    }
+    let mut load = vec![0usize; threads.min(num_panels.div_ceil(CHUNK_PANELS))];
+    // chunks are all full but the last, so "largest first" is chunk order
+    for start in (0..num_panels).step_by(CHUNK_PANELS) {
+        let size = CHUNK_PANELS.min(num_panels - start);
+        *load.iter_mut().min().expect("at least two threads") += size;
+    }
+    let busiest = load.iter().copied().max().unwrap_or(0);
+    busiest + CHUNK_PANELS <= num_panels
+}
+
 /// One query's scan of the whole table into `state` (in parallel chunks for large tables).
 fn scan_all(isa: Isa, table: &ItemTable, query: &[f32], state: ScanState) -> ScanState {
     let num_panels = table.num_panels();
@@ -338,6 +360,23 @@ mod tests {
     use crate::engine::model::Precision;
     use crate::engine::test_fixtures::{lcg, lcg_int};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_single_query_fans_out_only_when_others_take_a_whole_chunk_of_it() {
+        let c = CHUNK_PANELS;
+        // one chunk, or one thread: never
+        assert!(!single_query_fans_out(c, 8));
+        assert!(!single_query_fans_out(10 * c, 1));
+        // a full chunk and a small one: the busiest thread holds almost everything
+        assert!(!single_query_fans_out(c + 77, 2));
+        assert!(!single_query_fans_out(2 * c - 1, 2));
+        // two full chunks on two threads: the other thread takes a whole chunk
+        assert!(single_query_fans_out(2 * c, 2));
+        // three full chunks and a bit: on 2 threads one holds 2c, the other c + bit
+        assert!(single_query_fans_out(3 * c + 106, 2));
+        assert!(single_query_fans_out(3 * c + 106, 4));
+        assert!(single_query_fans_out(12 * c + 424, 2));
+    }
 
     fn table(n: usize, h: usize, seed: u64) -> ItemTable {
         let mut s = seed;
