@@ -27,14 +27,17 @@ H, K, BATCH = 43, 25, 256
 SESSION_TIMEOUT = 1800  # random_model's
 
 
+def _timed_run(config: pytest.Config) -> bool:
+    """Whether pytest-benchmark times this run (otherwise each benchmark runs once, as a test)."""
+    return bool(config.getoption("benchmark_enable", default=False)) or bool(
+        config.getoption("benchmark_only", default=False)
+    )
+
+
 @pytest.fixture(scope="module")
 def weights(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A random model directory plus its numpy weights (100k items when benchmarking)."""
-    config = request.config
-    benchmarking = bool(config.getoption("benchmark_enable", default=False)) or bool(
-        config.getoption("benchmark_only", default=False)
-    )
-    n = 100_000 if benchmarking else 2_000
+    n = 100_000 if _timed_run(request.config) else 2_000
     model = random_model(n, H, num_users=BATCH, event_types=["click"], output_scale=0.5)
     path = write_model_dir(tmp_path_factory.mktemp("recommend") / "model", model.tensors, model.meta)
     tensors, meta = model.tensors, model.meta
@@ -449,36 +452,22 @@ def two_chunk_rec(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> hrnn.Recommender:
     """50k items: a full scan chunk of 32,768 and a partial one (when benchmarking; 2k otherwise)."""
-    config = request.config
-    benchmarking = bool(config.getoption("benchmark_enable", default=False)) or bool(
-        config.getoption("benchmark_only", default=False)
+    model = random_model(
+        50_000 if _timed_run(request.config) else 2_000, H, num_users=4, event_types=["click"]
     )
-    model = random_model(50_000 if benchmarking else 2_000, H, num_users=4, event_types=["click"])
     return hrnn.Recommender.load(
         write_model_dir(tmp_path_factory.mktemp("two_chunks") / "model", model.tensors, model.meta)
     )
 
 
-@pytest.fixture
-def two_threads() -> Iterator[None]:
+@pytest.mark.parametrize("threads", [2, 1])
+@pytest.mark.benchmark(group="recommend: 1 user, 50k items (two scan chunks), top-25: 2 threads vs 1")
+def test_hrnn_recommend_two_chunks(benchmark: Any, two_chunk_rec: hrnn.Recommender, threads: int) -> None:
+    """On 2 threads the other would take less than a whole chunk, so the call stays on the caller's."""
     before = hrnn.get_num_threads()
-    hrnn.set_num_threads(2)
-    yield
-    hrnn.set_num_threads(before)
-
-
-@pytest.mark.benchmark(group="recommend: 1 user, 50k items (two scan chunks), top-25: 2 threads vs 1")
-def test_hrnn_recommend_two_chunks_2_threads(
-    benchmark: Any, two_chunk_rec: hrnn.Recommender, two_threads: None
-) -> None:
-    """The other thread would take less than a whole chunk, so the call stays on the caller's."""
-    top = benchmark(two_chunk_rec.recommend, "user1", K)
-    assert len(top) == K
-
-
-@pytest.mark.benchmark(group="recommend: 1 user, 50k items (two scan chunks), top-25: 2 threads vs 1")
-def test_hrnn_recommend_two_chunks_1_thread(
-    benchmark: Any, two_chunk_rec: hrnn.Recommender, one_thread: None
-) -> None:
-    top = benchmark(two_chunk_rec.recommend, "user1", K)
+    hrnn.set_num_threads(threads)
+    try:
+        top = benchmark(two_chunk_rec.recommend, "user1", K)
+    finally:
+        hrnn.set_num_threads(before)
     assert len(top) == K
