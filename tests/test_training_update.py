@@ -3,9 +3,11 @@ items, matching hyperparameters, and every user's state recomputed from the whol
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ pytest.importorskip("torch")
 import hrnn
 from hrnn import model_format as fmt
 from hrnn._demo_data import demo_interactions
+from hrnn.training import TrainingConfig
+from hrnn.training._update import Base, update_dropout
 
 pytestmark = pytest.mark.slow  # each test trains
 
@@ -52,6 +56,10 @@ def test_an_update_continues_from_the_base_and_serves_every_user(days: dict[str,
     # the automatic schedule: an eighth of the 30 epochs a FULL training plans on click data
     automatic = hrnn.train(whole, init_from=days["path"], training_mode="update", progress=False)
     assert automatic.training["update"]["epochs"] == automatic.training["epochs"] == 4
+    # ... at half the base's dropout (automatic), recorded with the FULL dropout it halves
+    assert (automatic.training["dropout_embedding"], automatic.training["dropout_hidden"]) == (0.1, 0.2)
+    assert {"dropout_embedding", "dropout_hidden"} <= set(automatic.training["automatic"])
+    assert automatic.training["update"]["full_dropout"] == {"dropout_embedding": 0.2, "dropout_hidden": 0.4}
     info = updated.training["update"]
     newer = int((whole.columns()["timestamp"] > int(days["cut"])).sum())  # type: ignore[call-overload]
     # (the percentile filter keeps the heaviest users out of training, new events or not)
@@ -158,3 +166,29 @@ def test_a_new_item_starts_where_its_occurrences_put_it(days: dict[str, object])
     rank_after_other = int((scored[1] > scored[1, fresh]).sum())
     assert rank_after_lead < 3, rank_after_lead
     assert rank_after_other > rank_after_lead + 10, (rank_after_lead, rank_after_other)
+
+
+def test_an_update_halves_the_full_trainings_dropout_once(days: dict[str, object]) -> None:
+    base = days["base"]
+    assert isinstance(base, hrnn.TrainedModel)
+    automatic, full = TrainingConfig(), TrainingConfig(dropout_embedding=0.2, dropout_hidden=0.4)
+    halved = update_dropout(Base(base, "base"), automatic, full)
+    assert (halved.dropout_embedding, halved.dropout_hidden) == (0.1, 0.2)
+    # a value the user gives is kept
+    given = TrainingConfig(dropout_hidden=0.3)
+    kept = update_dropout(Base(base, "base"), given, replace(full, dropout_hidden=0.3))
+    assert (kept.dropout_embedding, kept.dropout_hidden) == (0.1, 0.3)
+    # a base that is an UPDATE itself: half the FULL training's it descends from, not half again
+    meta = copy.deepcopy(base.meta)
+    meta["training"].update(
+        dropout_embedding=0.1,
+        dropout_hidden=0.2,
+        update={"full_dropout": {"dropout_embedding": 0.2, "dropout_hidden": 0.4}},
+    )
+    chained = update_dropout(Base(hrnn.TrainedModel(base.tensors, meta), "updated"), automatic, full)
+    assert (chained.dropout_embedding, chained.dropout_hidden) == (0.1, 0.2)
+    # a base trained FULL with its own dropout: half of that
+    meta = copy.deepcopy(base.meta)
+    meta["training"].update(dropout_embedding=0.3, dropout_hidden=0.5)
+    own = update_dropout(Base(hrnn.TrainedModel(base.tensors, meta), "own"), automatic, full)
+    assert (own.dropout_embedding, own.dropout_hidden) == (0.15, 0.25)

@@ -77,7 +77,8 @@ def train(
         training_mode: ``"full"`` (train from scratch) or ``"update"`` (Personalize's names,
             any case): continue from ``init_from``'s weights (new items' rows fitted to their
             occurrences) with a short schedule over the whole history (an eighth of FULL's epochs
-            unless ``epochs`` is given, warm-up then linear decay, the last weights kept), then
+            unless ``epochs`` is given, half the FULL training's dropout unless given, warm-up then
+            linear decay, the last weights kept), then
             recompute every user's state (docs/operations.md; :mod:`hrnn.training._update`). The recipe's
             hyperparameters are the base's; a different explicit value is an error.
         keep_absent_items: in an UPDATE, keep the base's items that ``interactions`` no longer

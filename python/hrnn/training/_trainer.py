@@ -29,7 +29,7 @@ from hrnn.training._distributed import DistributedContext, resolve_device
 from hrnn.training._export import export_model
 from hrnn.training._loss import NegativeSampler, candidate_log_q
 from hrnn.training._step import TrainingStep
-from hrnn.training._update import Base, fit_new_items, update_epochs
+from hrnn.training._update import Base, fit_new_items, full_dropout, update_dropout, update_epochs
 from hrnn.training._validation import HOLDOUT_CUTOFF, evaluate_holdout
 from hrnn.training._windows import windows
 from hrnn.training.config import Hyperparameters, TrainingConfig
@@ -77,12 +77,19 @@ def fit(
             if config.epochs is None:
                 assert data.config.epochs is not None
                 data = replace(data, config=replace(data.config, epochs=update_epochs(data.config.epochs)))
+            full = full_dropout(base, data.config)
+            data = replace(data, config=update_dropout(base, config, data.config))
             update = {
                 "mode": "update",
                 "base": base.source,
                 "base_cutoff": base.cutoff,
                 "events_after_cutoff": newer,
                 "epochs": data.config.epochs,
+                "dropout": {
+                    "dropout_embedding": data.config.dropout_embedding,
+                    "dropout_hidden": data.config.dropout_hidden,
+                },
+                "full_dropout": full,
             }
             if ctx.is_main:
                 logger.info(
@@ -250,6 +257,8 @@ def _fit_member(
 def _new_model(data: TrainingData, hidden: int, config: TrainingConfig, dev: torch.device) -> HRNN:
     """A freshly initialised network (seeded by ``config.seed``) on ``dev``."""
     sessions = data.sessions
+    # prepare_data resolved the automatic dropouts
+    assert config.dropout_embedding is not None and config.dropout_hidden is not None
     torch.manual_seed(config.seed)
     model = HRNN(
         sessions.num_items,

@@ -12,7 +12,8 @@ A daily retrain without starting over. Given the base model and the whole intera
   RSC15-100k a random start left the newest day's items at MRR@20 0.126 on the test targets that
   are new items (FULL: 0.206–0.216), the fitted start at 0.185–0.189 (seeds 0–2);
 - it then trains over the whole history for a short schedule — :func:`update_epochs` of the
-  epochs a FULL training would plan (an eighth, at least 2), unless ``epochs`` is given — with a
+  epochs a FULL training would plan (an eighth, at least 2), unless ``epochs`` is given — at half
+  the base's dropout (:func:`update_dropout`, unless given), with a
   warm-up and a linear decay of the learning rate to zero, and keeps the last weights (no early
   stopping: the validation users' held-out events may be among what the base learnt, so
   validation is reported once, at the end, and selects nothing); every user's state is recomputed;
@@ -44,12 +45,20 @@ from hrnn._network.model import HRNN
 from hrnn.sessions import Sessions
 from hrnn.trained_model import TrainedModel
 from hrnn.training._windows import read_outs
-from hrnn.training.config import Hyperparameters
+from hrnn.training.config import Hyperparameters, TrainingConfig
 
 if TYPE_CHECKING:
     from hrnn.training._data import TrainingData
 
-__all__ = ["Base", "base_hyperparameters", "fit_new_items", "load_base", "update_epochs"]
+__all__ = [
+    "Base",
+    "base_hyperparameters",
+    "fit_new_items",
+    "full_dropout",
+    "load_base",
+    "update_dropout",
+    "update_epochs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +72,12 @@ _FIT_CELLS = 1 << 24
 _FIT_L2 = 0.3
 #: L-BFGS iterations of the fit.
 _FIT_STEPS = 100
+
+#: An UPDATE's automatic dropout, as a fraction of the base's: the base is trained, and at its
+#: full dropout a short schedule mostly spends itself undoing the noise (RSC15-100k, 4 epochs,
+#: seeds 0–2: MRR@20 97.8% of FULL's at the base's dropout, 98.9% at half, 98.9% at a quarter,
+#: 98.4% without; ``benches/bench_update.py``).
+_HALF = 0.5
 
 #: The recipe's hyperparameters an UPDATE must share with its base.
 _SHARED = ("hidden_dimension", "bptt", "recency_mask")
@@ -146,6 +161,29 @@ class Base:
 def update_epochs(full_epochs: int) -> int:
     """The epochs of an UPDATE whose FULL training would plan ``full_epochs``: an eighth, at least 2."""
     return max(2, math.ceil(full_epochs / 8))
+
+
+#: The dropout settings an UPDATE halves when they are automatic.
+_DROPOUTS = ("dropout_embedding", "dropout_hidden")
+
+
+def full_dropout(base: Base, resolved: TrainingConfig) -> dict[str, float]:
+    """The dropout of the FULL training ``base`` descends from: its own, or for a base that is an
+    UPDATE itself what that UPDATE recorded (so a chain of daily updates does not halve it again
+    each day); ``resolved``'s value where the base records none."""
+    trained = base.model.training
+    recorded = trained.get("update", {}).get("full_dropout", {})
+    return {name: float(recorded.get(name, trained.get(name, getattr(resolved, name)))) for name in _DROPOUTS}
+
+
+def update_dropout(base: Base, requested: TrainingConfig, resolved: TrainingConfig) -> TrainingConfig:
+    """``resolved`` with each automatic (``None`` in ``requested``) dropout set to half the FULL
+    training's the base descends from (:func:`full_dropout`); explicit values are kept."""
+    full = full_dropout(base, resolved)
+    changes: dict[str, Any] = {
+        name: _HALF * full[name] for name in _DROPOUTS if getattr(requested, name) is None
+    }
+    return replace(resolved, **changes)
 
 
 def load_base(init_from: str | os.PathLike[str] | TrainedModel) -> Base:

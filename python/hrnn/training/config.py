@@ -115,8 +115,10 @@ class TrainingConfig:
         sample_alpha: exponent of the popularity sampling distribution, in [0, 1].
         bpr_max_regularization: score regularisation of BPR-max, in [0, 100].
         tie_embeddings: use the input item embedding as the output embedding.
-        dropout_embedding: dropout on the input vector ``x_t``, in [0, 1).
-        dropout_hidden: dropout on the read-out state ``o``, in [0, 1).
+        dropout_embedding: dropout on the input vector ``x_t``, in [0, 1). ``None``: automatic,
+            0.2; an UPDATE training half the base model's.
+        dropout_hidden: dropout on the read-out state ``o``, in [0, 1). ``None``: automatic, 0.4;
+            an UPDATE training half the base model's.
         recency_half_life: seconds; ``None`` = the training time span (the oldest target weighs ½ of
             the newest). In (0, inf).
         target_window: each input is trained to predict the items of the user's next
@@ -186,8 +188,8 @@ class TrainingConfig:
     sample_alpha: float = 0.5
     bpr_max_regularization: float = 1.0
     tie_embeddings: bool = True
-    dropout_embedding: float = 0.2
-    dropout_hidden: float = 0.4
+    dropout_embedding: float | None = None
+    dropout_hidden: float | None = None
     recency_half_life: float | None = None
     target_window: int | None = None
     target_window_decay: float = 1.0
@@ -223,8 +225,10 @@ class TrainingConfig:
         _check_float("sample_alpha", self.sample_alpha, 0.0, 1.0)
         _check_float("bpr_max_regularization", self.bpr_max_regularization, 0.0, 100.0)
         _check_bool("tie_embeddings", self.tie_embeddings)
-        _check_float("dropout_embedding", self.dropout_embedding, 0.0, 0.999)
-        _check_float("dropout_hidden", self.dropout_hidden, 0.0, 0.999)
+        if self.dropout_embedding is not None:
+            _check_float("dropout_embedding", self.dropout_embedding, 0.0, 0.999)
+        if self.dropout_hidden is not None:
+            _check_float("dropout_hidden", self.dropout_hidden, 0.0, 0.999)
         if self.recency_half_life is not None:
             _check_float("recency_half_life", self.recency_half_life, 0.0, None, open_lo=True)
         if self.target_window is not None:

@@ -19,10 +19,12 @@ that ``hrnn.train(data)`` fits both shapes of data a recommender meets (docs/tra
   training stops early on a 10% validation sample (at most ``30`` epochs), halving the learning rate
   after each epoch that does not improve it (``plateau_decay`` 0.5).
 
-For both, the mini-batch holds ``clamp(min(E // 1000, E // L), 16, 256)`` users in parallel (``E``
-training events, ``L`` the longest user history, so that every slot stays busy), and the learning
-rate grows with it as ``√(B / 16)``: ``0.01 · √(B / 16)`` on rating-like data (0.02 at 64 slots),
-``0.015 · √(B / 16)`` on click-like data, where the plateau decay brings it down (0.03 at 64).
+For both, dropout is 0.2 on the input vector and 0.4 on the read-out state (an UPDATE training
+halves the base model's, :mod:`hrnn.training._update`), the mini-batch holds
+``clamp(min(E // 1000, E // L), 16, 256)`` users in parallel (``E`` training events, ``L`` the
+longest user history, so that every slot stays busy), and the learning rate grows with it as
+``√(B / 16)``: ``0.01 · √(B / 16)`` on rating-like data (0.02 at 64 slots), ``0.015 · √(B / 16)``
+on click-like data, where the plateau decay brings it down (0.03 at 64).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ _BY_KIND: dict[str, dict[str, Any]] = {
         "plateau_decay": 0.5,
     },
 }
+#: What ``None`` becomes whatever the data.
+_ALWAYS: dict[str, Any] = {"dropout_embedding": 0.2, "dropout_hidden": 0.4}
 #: Learning rate at 16 slots, per kind of data; it grows as the square root of the batch.
 _BASE_LEARNING_RATE = {"ratings": 0.01, "clicks": 0.015}
 
@@ -130,7 +134,7 @@ def resolve(config: TrainingConfig, shape: DataShape) -> TrainingConfig:
     Returns:
         A config without ``None`` among the settings above.
     """
-    rules = dict(_BY_KIND[shape.kind])
+    rules = {**_ALWAYS, **_BY_KIND[shape.kind]}
     if config.loss != "cross-entropy":
         rules["target_window"] = 1
     chosen: dict[str, Any] = {name: value for name, value in rules.items() if getattr(config, name) is None}
