@@ -19,7 +19,7 @@ import hrnn
 from hrnn import model_format as fmt
 from hrnn._demo_data import demo_interactions
 from hrnn.training import TrainingConfig
-from hrnn.training._update import Base, update_dropout
+from hrnn.training._update import Base, full_dropout, update_dropout
 
 pytestmark = pytest.mark.slow  # each test trains
 
@@ -172,11 +172,11 @@ def test_an_update_halves_the_full_trainings_dropout_once(days: dict[str, object
     base = days["base"]
     assert isinstance(base, hrnn.TrainedModel)
     automatic, full = TrainingConfig(), TrainingConfig(dropout_embedding=0.2, dropout_hidden=0.4)
-    halved = update_dropout(Base(base, "base"), automatic, full)
+    halved = update_dropout(full_dropout(Base(base, "base"), full), automatic, full)
     assert (halved.dropout_embedding, halved.dropout_hidden) == (0.1, 0.2)
     # a value the user gives is kept
     given = TrainingConfig(dropout_hidden=0.3)
-    kept = update_dropout(Base(base, "base"), given, replace(full, dropout_hidden=0.3))
+    kept = update_dropout(full_dropout(Base(base, "base"), full), given, replace(full, dropout_hidden=0.3))
     assert (kept.dropout_embedding, kept.dropout_hidden) == (0.1, 0.3)
     # a base that is an UPDATE itself: half the FULL training's it descends from, not half again
     meta = copy.deepcopy(base.meta)
@@ -185,10 +185,12 @@ def test_an_update_halves_the_full_trainings_dropout_once(days: dict[str, object
         dropout_hidden=0.2,
         update={"full_dropout": {"dropout_embedding": 0.2, "dropout_hidden": 0.4}},
     )
-    chained = update_dropout(Base(hrnn.TrainedModel(base.tensors, meta), "updated"), automatic, full)
+    chained_base = Base(hrnn.TrainedModel(base.tensors, meta), "updated")
+    chained = update_dropout(full_dropout(chained_base, full), automatic, full)
     assert (chained.dropout_embedding, chained.dropout_hidden) == (0.1, 0.2)
     # a base trained FULL with its own dropout: half of that
     meta = copy.deepcopy(base.meta)
     meta["training"].update(dropout_embedding=0.3, dropout_hidden=0.5)
-    own = update_dropout(Base(hrnn.TrainedModel(base.tensors, meta), "own"), automatic, full)
+    own_base = Base(hrnn.TrainedModel(base.tensors, meta), "own")
+    own = update_dropout(full_dropout(own_base, full), automatic, full)
     assert (own.dropout_embedding, own.dropout_hidden) == (0.15, 0.25)

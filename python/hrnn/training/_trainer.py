@@ -78,7 +78,7 @@ def fit(
                 assert data.config.epochs is not None
                 data = replace(data, config=replace(data.config, epochs=update_epochs(data.config.epochs)))
             full = full_dropout(base, data.config)
-            data = replace(data, config=update_dropout(base, config, data.config))
+            data = replace(data, config=update_dropout(full, config, data.config))
             update = {
                 "mode": "update",
                 "base": base.source,
