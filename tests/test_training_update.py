@@ -18,8 +18,9 @@ pytest.importorskip("torch")
 import hrnn
 from hrnn import model_format as fmt
 from hrnn._demo_data import demo_interactions
-from hrnn.training import TrainingConfig
-from hrnn.training._update import Base, full_dropout, update_dropout
+from hrnn.training import Hyperparameters, TrainingConfig
+from hrnn.training._data import prepare_data
+from hrnn.training._update import Base, full_dropout, update_config
 
 pytestmark = pytest.mark.slow  # each test trains
 
@@ -53,9 +54,15 @@ def test_an_update_continues_from_the_base_and_serves_every_user(days: dict[str,
     base, whole = days["base"], days["whole"]
     assert isinstance(base, hrnn.TrainedModel) and isinstance(whole, hrnn.Interactions)
     updated = hrnn.train(whole, init_from=days["path"], training_mode="UPDATE", epochs=1, progress=False)
-    # the automatic schedule: an eighth of the 30 epochs a FULL training plans on click data
+    # the automatic schedule: a tenth of the 30 epochs a FULL training plans on click data
     automatic = hrnn.train(whole, init_from=days["path"], training_mode="update", progress=False)
-    assert automatic.training["update"]["epochs"] == automatic.training["epochs"] == 4
+    assert automatic.training["update"]["epochs"] == automatic.training["epochs"] == 3
+    # ... at 1.25x a FULL training's automatic learning rate, holding out nothing for validation
+    full_rate = prepare_data(whole, Hyperparameters(), TrainingConfig()).config.learning_rate
+    assert automatic.training["learning_rate"] == automatic.training["update"]["learning_rate"]
+    assert automatic.training["learning_rate"] == pytest.approx(1.25 * full_rate, rel=1e-4)
+    assert automatic.training["validation_fraction"] == 0.0
+    assert not any("validation_mrr" in entry for entry in automatic.training["history"])
     # ... at half the base's dropout (automatic), recorded with the FULL dropout it halves
     assert (automatic.training["dropout_embedding"], automatic.training["dropout_hidden"]) == (0.1, 0.2)
     assert {"dropout_embedding", "dropout_hidden"} <= set(automatic.training["automatic"])
@@ -64,7 +71,7 @@ def test_an_update_continues_from_the_base_and_serves_every_user(days: dict[str,
     newer = int((whole.columns()["timestamp"] > int(days["cut"])).sum())  # type: ignore[call-overload]
     # (the percentile filter keeps the heaviest users out of training, new events or not)
     assert 0.8 * newer < info["events_after_cutoff"] <= newer
-    assert info["epochs"] == 1  # given; the automatic UPDATE schedule is an eighth of FULL's
+    assert info["epochs"] == 1  # given; the automatic UPDATE schedule is a tenth of FULL's
     assert info["new_items"] == 1 and info["known_items"] == base.tensors[fmt.ITEM_EMBEDDING].shape[0]
     assert updated.hyperparameters["hidden_dimension"] == base.hyperparameters["hidden_dimension"]
     # Every user of the whole history has a state (the inactive ones recomputed, not copied).
@@ -171,13 +178,15 @@ def test_a_new_item_starts_where_its_occurrences_put_it(days: dict[str, object])
 def test_an_update_halves_the_full_trainings_dropout_once(days: dict[str, object]) -> None:
     base = days["base"]
     assert isinstance(base, hrnn.TrainedModel)
-    automatic, full = TrainingConfig(), TrainingConfig(dropout_embedding=0.2, dropout_hidden=0.4)
-    halved = update_dropout(full_dropout(Base(base, "base"), full), automatic, full)
-    assert (halved.dropout_embedding, halved.dropout_hidden) == (0.1, 0.2)
+    automatic = TrainingConfig()
+    full = TrainingConfig(dropout_embedding=0.2, dropout_hidden=0.4, learning_rate=0.02)
+    halved = update_config(full_dropout(Base(base, "base"), full), automatic, full)
+    assert (halved.dropout_embedding, halved.dropout_hidden, halved.learning_rate) == (0.1, 0.2, 0.025)
     # a value the user gives is kept
-    given = TrainingConfig(dropout_hidden=0.3)
-    kept = update_dropout(full_dropout(Base(base, "base"), full), given, replace(full, dropout_hidden=0.3))
-    assert (kept.dropout_embedding, kept.dropout_hidden) == (0.1, 0.3)
+    given = TrainingConfig(dropout_hidden=0.3, learning_rate=0.02)
+    resolved = replace(full, dropout_hidden=0.3)
+    kept = update_config(full_dropout(Base(base, "base"), full), given, resolved)
+    assert (kept.dropout_embedding, kept.dropout_hidden, kept.learning_rate) == (0.1, 0.3, 0.02)
     # a base that is an UPDATE itself: half the FULL training's it descends from, not half again
     meta = copy.deepcopy(base.meta)
     meta["training"].update(
@@ -186,11 +195,11 @@ def test_an_update_halves_the_full_trainings_dropout_once(days: dict[str, object
         update={"full_dropout": {"dropout_embedding": 0.2, "dropout_hidden": 0.4}},
     )
     chained_base = Base(hrnn.TrainedModel(base.tensors, meta), "updated")
-    chained = update_dropout(full_dropout(chained_base, full), automatic, full)
+    chained = update_config(full_dropout(chained_base, full), automatic, full)
     assert (chained.dropout_embedding, chained.dropout_hidden) == (0.1, 0.2)
     # a base trained FULL with its own dropout: half of that
     meta = copy.deepcopy(base.meta)
     meta["training"].update(dropout_embedding=0.3, dropout_hidden=0.5)
     own_base = Base(hrnn.TrainedModel(base.tensors, meta), "own")
-    own = update_dropout(full_dropout(own_base, full), automatic, full)
+    own = update_config(full_dropout(own_base, full), automatic, full)
     assert (own.dropout_embedding, own.dropout_hidden) == (0.15, 0.25)

@@ -181,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=["FULL", "UPDATE"],
         help="FULL: train from scratch; UPDATE: continue from --init-from's weights (new items fitted "
-        "to their occurrences) for an eighth of FULL's epochs over the whole history, at half "
-        "the dropout "
+        "to their occurrences) for a tenth of FULL's epochs over the whole history, at half "
+        "the dropout and 1.25x the learning rate, holding out no validation events "
         "(Personalize's trainingMode; docs/operations.md)",
     )
     p.add_argument(

@@ -76,9 +76,10 @@ def train(
         init_from: the base model of an UPDATE (a model directory or a :class:`TrainedModel`).
         training_mode: ``"full"`` (train from scratch) or ``"update"`` (Personalize's names,
             any case): continue from ``init_from``'s weights (new items' rows fitted to their
-            occurrences) with a short schedule over the whole history (an eighth of FULL's epochs
-            unless ``epochs`` is given, half the FULL training's dropout unless given, warm-up then
-            linear decay, the last weights kept), then
+            occurrences) with a short schedule over the whole history (a tenth of FULL's epochs
+            unless ``epochs`` is given, half the FULL training's dropout and 1.25× its learning
+            rate unless given, no validation hold-out unless ``validation_fraction`` is given,
+            warm-up, full rate for half the steps, then linear decay, the last weights kept), then
             recompute every user's state (docs/operations.md; :mod:`hrnn.training._update`). The recipe's
             hyperparameters are the base's; a different explicit value is an error.
         keep_absent_items: in an UPDATE, keep the base's items that ``interactions`` no longer
