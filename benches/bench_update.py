@@ -4,8 +4,8 @@ The data is cut by time into periods (days by default). The *base* model is trai
 period but the newest; then, on the whole training data (base periods + the newest):
 
 - ``FULL``: ``hrnn.train`` from scratch;
-- ``UPDATE``: ``hrnn.train(init_from=base, training_mode="update")`` (the base's weights, an
-  eighth of FULL's epochs over the whole history).
+- ``UPDATE``: ``hrnn.train(init_from=base, training_mode="update")`` (the base's weights, a
+  tenth of FULL's epochs over the whole history).
 
 Both are evaluated through the serving engine on the test data that follows (next-item: each test
 sequence's events are sent with ``put_events`` one by one and the next one is predicted; MRR@20 and
