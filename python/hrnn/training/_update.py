@@ -317,19 +317,23 @@ def fit_new_items(
     positive_weight = (torch.from_numpy(counts).to(device)[rows].float() / used)[slot]
     negative_weight = len(others) / max(len(sample), 1)
     out = model.output_embedding
-    w = torch.zeros(len(rows), model.hidden_dimension, device=device, requires_grad=True)
+    w = torch.zeros(len(rows), model.hidden_dimension, device=device)
     b0 = model.output_bias.detach()[rows].float().clone()
-    b = b0.clone().requires_grad_(True)
+    b = b0.clone()
     optimizer = torch.optim.LBFGS([w, b], max_iter=_FIT_STEPS, line_search_fn="strong_wolfe")
+    softplus, sigmoid = torch.nn.functional.softplus, torch.sigmoid
 
+    @torch.no_grad()
     def objective() -> torch.Tensor:
-        optimizer.zero_grad()
-        logit = (o_pos * w[slot]).sum(dim=1) + b[slot]
-        pull = (positive_weight * (torch.logaddexp(rest_pos, logit) - logit)).sum()
-        push = negative_weight * torch.nn.functional.softplus(o_neg @ w.T + b - rest_neg[:, None]).sum()
-        prior = _FIT_L2 * ((w * w).sum() + ((b - b0) ** 2).sum())
-        loss = pull + push + prior
-        loss.backward()
+        # the loss and its gradient by hand: autograd's bookkeeping cost more than the arithmetic
+        gap = rest_pos - ((o_pos * w[slot]).sum(dim=1) + b[slot])  # the occurrence's -log p = softplus(gap)
+        z = o_neg @ w.T + b - rest_neg[:, None]  # another position's push: softplus(z)
+        loss = (positive_weight * softplus(gap)).sum() + negative_weight * softplus(z).sum()
+        loss += _FIT_L2 * ((w * w).sum() + ((b - b0) ** 2).sum())
+        d_logit = -positive_weight * sigmoid(gap)
+        d_z = negative_weight * sigmoid(z)
+        w.grad = (d_z.T @ o_neg).index_add_(0, slot, d_logit[:, None] * o_pos) + 2 * _FIT_L2 * w
+        b.grad = d_z.sum(dim=0).index_add_(0, slot, d_logit) + 2 * _FIT_L2 * (b - b0)
         return loss
 
     optimizer.step(objective)
