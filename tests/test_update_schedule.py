@@ -8,8 +8,9 @@ import pytest
 
 pytest.importorskip("torch")
 
+from hrnn.training import TrainingConfig
 from hrnn.training._trainer import _WarmupDecay
-from hrnn.training._update import update_epochs
+from hrnn.training._update import update_epochs, update_holdout
 
 
 def test_the_update_schedule_warms_up_holds_then_decays_to_zero() -> None:
@@ -26,3 +27,9 @@ def test_the_update_schedule_warms_up_holds_then_decays_to_zero() -> None:
 
 def test_an_update_trains_a_tenth_of_the_planned_epochs_and_at_least_two() -> None:
     assert [update_epochs(n) for n in (1, 10, 16, 20, 21, 30, 31, 100)] == [2, 2, 2, 2, 3, 3, 4, 10]
+
+
+def test_an_update_holds_out_no_validation_events_unless_asked() -> None:
+    assert update_holdout(TrainingConfig()).validation_fraction == 0.0
+    assert update_holdout(TrainingConfig(validation_fraction=0.2)).validation_fraction == 0.2
+    assert update_holdout(TrainingConfig(validation_fraction=0.0)).validation_fraction == 0.0
