@@ -15,6 +15,7 @@ the new-item fit's read-outs aside). Seeds 0–2.
 
     python benches/bench_update.py rsc15      # RSC15-100k: train.csv's 6 days, test.csv after them
     python benches/bench_update.py ml         # MovieLens latest-small: newest 5% test, 5% before update
+    python benches/bench_update.py rsc15-day-before   # a day earlier: days 1-4 base, 5 update, 6 test
 
 Inside the test suite (``pytest benches/bench_update.py``) it runs once on a small synthetic log
 so that the code keeps working.
@@ -125,6 +126,15 @@ def rsc15(seeds: list[int]) -> list[dict[str, float]]:
     return compare(train, test, day == day.max(), seeds, {})
 
 
+def rsc15_day_before(seeds: list[int]) -> list[dict[str, float]]:
+    """The same daily loop one day earlier, a check on settings chosen with :func:`rsc15`: the base
+    trains on train.csv's days 1–4, the update adds day 5, and day 6 is the test."""
+    data = hrnn.Interactions.from_csv(DATA / "rsc15-100k" / "train.csv")
+    day = periods(data, 86_400)
+    train = _subset(data, day < day.max())
+    return compare(train, _subset(data, day == day.max()), day[day < day.max()] == day.max() - 1, seeds, {})
+
+
 def movielens(seeds: list[int], share: float = 0.05) -> list[dict[str, float]]:
     """MovieLens latest-small in three periods of time: the base's (all but the newest ``2 × share``
     of the ratings), the update's (the next ``share``) and the test's (the newest ``share``).
@@ -163,10 +173,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("dataset", choices=["rsc15", "ml"])
+    parser.add_argument("dataset", choices=["rsc15", "rsc15-day-before", "ml"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)
-    rows = rsc15(args.seeds) if args.dataset == "rsc15" else movielens(args.seeds)
+    run = {"rsc15": rsc15, "rsc15-day-before": rsc15_day_before, "ml": movielens}[args.dataset]
+    rows = run(args.seeds)
     print(summary(rows))
     return 0
 
