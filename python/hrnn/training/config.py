@@ -97,14 +97,15 @@ class TrainingConfig:
 
     Attributes:
         epochs: most passes over the training data (early stopping may end sooner), in [1, 10000].
-            ``None``: automatic (16 for rating-like data, 30 for click-like).
+            ``None``: automatic (16 for rating-like data, 30 for click-like; an UPDATE training a
+            tenth of that, at least 2).
         batch_size: user-parallel slots per mini-batch and process (each optimizer step sees
             ``batch_size × bptt`` events per process), in [1, 65536]. ``None``: automatic
             (``clamp(min(E // 1000, E // L), 16, 256)`` for ``E`` events and a longest history of
             ``L``).
         learning_rate: Adam's step size, in (0, 10]. ``None``: automatic,
             ``0.01 · √(batch_size / 16)`` for rating-like data, ``0.015 · √(batch_size / 16)`` for
-            click-like.
+            click-like; an UPDATE training 1.25× that.
         weight_decay: L2 penalty (Adam's ``weight_decay``), in [0, 1].
         loss: ``"cross-entropy"`` (softmax; full or sampled, see ``full_softmax_max_items``) or
             ``"bpr-max"`` (always over the sampled candidates).
@@ -116,9 +117,9 @@ class TrainingConfig:
         bpr_max_regularization: score regularisation of BPR-max, in [0, 100].
         tie_embeddings: use the input item embedding as the output embedding.
         dropout_embedding: dropout on the input vector ``x_t``, in [0, 1). ``None``: automatic,
-            0.2; an UPDATE training half the base model's.
+            0.2; an UPDATE training half the FULL training's.
         dropout_hidden: dropout on the read-out state ``o``, in [0, 1). ``None``: automatic, 0.4;
-            an UPDATE training half the base model's.
+            an UPDATE training half the FULL training's.
         recency_half_life: seconds; ``None`` = the training time span (the oldest target weighs ½ of
             the newest). In (0, inf).
         target_window: each input is trained to predict the items of the user's next
@@ -145,7 +146,8 @@ class TrainingConfig:
         validation_fraction: share of users whose latest events are held out for early stopping
             (at least ``min(200, users // 3)``, at most ``validation_max_users``); ``0`` disables
             early stopping. In [0, 0.5]. ``None``: automatic (0 for rating-like data: a fixed
-            number of epochs on every user; 0.1 for click-like).
+            number of epochs on every user; 0.1 for click-like; 0 for an UPDATE training, which
+            keeps its last weights).
         validation_max_users: cap on validation users, in [1, 10**9].
         validation_holdout: share of a validation user's events held out (at least one), in (0, 0.5].
         validation_exclude_seen: validation drops the items of a user's earlier events from the

@@ -20,7 +20,7 @@ that ``hrnn.train(data)`` fits both shapes of data a recommender meets (docs/tra
   after each epoch that does not improve it (``plateau_decay`` 0.5).
 
 For both, dropout is 0.2 on the input vector and 0.4 on the read-out state (an UPDATE training
-halves the base model's, :mod:`hrnn.training._update`), the mini-batch holds
+halves the FULL training's and changes a few more, :mod:`hrnn.training._update`), the mini-batch holds
 ``clamp(min(E // 1000, E // L), 16, 256)`` users in parallel (``E`` training events, ``L`` the
 longest user history, so that every slot stays busy), and the learning rate grows with it as
 ``√(B / 16)``: ``0.01 · √(B / 16)`` on rating-like data (0.02 at 64 slots), ``0.015 · √(B / 16)``
