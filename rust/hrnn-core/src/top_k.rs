@@ -101,9 +101,13 @@ impl<S: Score> BoundedTopK<S> {
     #[inline]
     pub fn offer(&mut self, score: S, item: u32) {
         if score > self.threshold {
-            self.heap.push(Entry { score, item });
-            if self.heap.len() > self.k {
-                self.heap.pop();
+            let entry = Entry { score, item };
+            if self.heap.len() < self.k {
+                self.heap.push(entry);
+            } else if let Some(mut worst) = self.heap.peek_mut() {
+                // A full heap: the newcomer scores strictly above the worst entry, so it replaces
+                // it (one sift down, where a push and a pop took two sifts).
+                *worst = entry;
             }
             if self.heap.len() == self.k {
                 self.threshold = self.heap.peek().map_or(S::NEG_INFINITY, |e| e.score);
