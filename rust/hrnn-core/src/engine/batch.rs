@@ -32,17 +32,48 @@ use super::topk::{
 /// the rest holds the tiles' logits, the queries and the states).
 const BLOCK_BYTES: usize = 256 * 1024;
 
-/// Users per group for a batch of `users` on `threads` threads: an equal share per thread, in
-/// whole register tiles. Tiles of a group share each L2 block, so the fewer the groups, the fewer
-/// times the table is read from memory, and the threads share one memory bus: on the 2-core Zen 3
-/// VM, 256 users × 100k items on 2 threads ran at 39–44% of the FMA peak in groups of 132 users
-/// (the table read twice) against 36–38% in the earlier fixed groups of 48 (read six times; 8
-/// interleaved runs each of `examples/batch_peak`), and alike on one thread.
-fn group_users(users: usize, threads: usize) -> usize {
-    users
-        .div_ceil(threads.max(1))
-        .next_multiple_of(TILE_USERS)
-        .max(TILE_USERS)
+/// The users of a batch of `users` on `threads` threads, cut into one group per thread (fewer
+/// when there are fewer than a tile's users per thread), the sizes differing by at most one.
+/// Tiles of a group share each L2 block, so the fewer the groups, the fewer times the table is
+/// read from memory, and the threads share one memory bus: on the 2-core Zen 3 VM, 256 users ×
+/// 100k items on 2 threads ran at 39–44% of the FMA peak in groups of 132 users (the table read
+/// twice) against 36–38% in the earlier fixed groups of 48 (read six times; 8 interleaved runs
+/// each of `examples/batch_peak`), and alike on one thread. Equal groups (128 + 128 rather than
+/// whole tiles, 132 + 124) take 3% off the slower thread's work; see [`tiles`] for the cost of the
+/// smaller tiles this leaves (their effect on the whole batch stayed inside the shared machine's
+/// noise over 8 interleaved runs).
+fn groups(users: usize, threads: usize) -> Vec<Range<usize>> {
+    let n = threads.min(users.div_ceil(TILE_USERS)).max(1);
+    let (size, longer) = (users / n, users % n);
+    let mut start = 0;
+    (0..n)
+        .map(|g| {
+            let end = start + size + usize::from(g < longer);
+            let range = start..end;
+            start = end;
+            range
+        })
+        .collect()
+}
+
+/// The register tiles a group of `users` is scanned in: full tiles of [`TILE_USERS`], and a
+/// remainder of 1 or 2 users merged with one full tile into two tiles of 3–4 (a tile of 1 or 2
+/// users loads its table rows for too few multiply-adds). Per user and panel of an L2-resident
+/// table, with the softmax pass, a tile of 4 took 18.6–19.6 ns and one of 6 19.8–21.3 ns (minima
+/// of 7 runs, three times over), one of 2 20.3–21.5 ns and one of 1 36–37 ns.
+fn tiles(users: usize) -> Vec<usize> {
+    let (full, rest) = (users / TILE_USERS, users % TILE_USERS);
+    let mut sizes = vec![TILE_USERS; full];
+    match rest {
+        0 => {}
+        1 | 2 if full > 0 => {
+            sizes.pop();
+            let merged = TILE_USERS + rest;
+            sizes.extend([merged.div_ceil(2), merged / 2]);
+        }
+        _ => sizes.push(rest),
+    }
+    sizes
 }
 
 /// The catalogue's chunks, as a single query scans them (one chunk when it is not parallel).
@@ -69,12 +100,14 @@ fn scan_group(
 ) {
     // A whole number of the kernels' absorption blocks, so blocks start where a single query's do.
     let block = (BLOCK_BYTES / table.panel_bytes() / BLOCK_PANELS).max(1) * BLOCK_PANELS;
+    let sizes = tiles(queries.len());
     for start in panels.clone().step_by(block) {
         let block = start..(start + block).min(panels.end);
-        for (states, queries) in states
-            .chunks_mut(TILE_USERS)
-            .zip(queries.chunks(TILE_USERS))
-        {
+        let mut first = 0;
+        for &size in &sizes {
+            let users = first..first + size;
+            first += size;
+            let (states, queries) = (&mut states[users.clone()], &queries[users]);
             let mut tile: [&[f32]; TILE_USERS] = [&[]; TILE_USERS];
             for (t, q) in tile.iter_mut().zip(queries) {
                 *t = q;
@@ -146,12 +179,12 @@ pub fn top_k_batch(
 ) -> Vec<Vec<(u32, f32)>> {
     assert_eq!(queries.len(), excludes.len());
     assert!(queries.iter().all(|q| q.len() >= table.hidden));
-    let group = group_users(queries.len(), rayon::current_num_threads());
-    queries
-        .par_chunks(group)
-        .zip(excludes.par_chunks(group))
+    groups(queries.len(), rayon::current_num_threads())
+        .into_par_iter()
         .with_max_len(1)
-        .flat_map_iter(|(queries, excludes)| top_k_group(isa, table, queries, k, excludes))
+        .flat_map_iter(|users| {
+            top_k_group(isa, table, &queries[users.clone()], k, &excludes[users])
+        })
         .collect()
 }
 
@@ -253,13 +286,40 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_cut_into_one_group_of_whole_tiles_per_thread() {
-        assert_eq!(group_users(256, 2), 132);
-        assert_eq!(group_users(256, 1), 258);
-        assert_eq!(group_users(7, 4), TILE_USERS);
-        assert_eq!(group_users(0, 2), TILE_USERS);
-        assert_eq!(group_users(1000, 3), 336);
-        assert_eq!(group_users(5, 0), TILE_USERS);
+    fn a_batch_is_cut_into_one_equal_group_per_thread() {
+        let sizes = |users, threads| -> Vec<usize> {
+            let g = groups(users, threads);
+            assert_eq!(g.first().map_or(0, |r| r.start), 0);
+            assert!(g.windows(2).all(|w| w[0].end == w[1].start));
+            assert_eq!(g.last().map_or(0, |r| r.end), users);
+            g.iter().map(|r| r.len()).collect()
+        };
+        assert_eq!(sizes(256, 2), [128, 128]);
+        assert_eq!(sizes(256, 1), [256]);
+        assert_eq!(sizes(1000, 3), [334, 333, 333]);
+        assert_eq!(sizes(7, 4), [4, 3]);
+        assert_eq!(sizes(5, 4), [5]);
+        assert_eq!(sizes(0, 2), [0]);
+        assert_eq!(sizes(5, 0), [5]);
+    }
+
+    #[test]
+    fn a_group_is_scanned_in_full_tiles_and_no_tile_of_one_or_two_beside_them() {
+        assert_eq!(
+            tiles(128),
+            [6; 20].into_iter().chain([4, 4]).collect::<Vec<_>>()
+        );
+        assert_eq!(tiles(12), [6, 6]);
+        assert_eq!(tiles(13), [6, 4, 3]);
+        assert_eq!(tiles(9), [6, 3]);
+        assert_eq!(tiles(2), [2]);
+        assert_eq!(tiles(0), Vec::<usize>::new());
+        for users in 0..100 {
+            let t = tiles(users);
+            assert_eq!(t.iter().sum::<usize>(), users);
+            assert!(t.iter().all(|&s| (1..=TILE_USERS).contains(&s)));
+            assert!(users < TILE_USERS || t.iter().all(|&s| s >= 3));
+        }
     }
 
     /// A catalogue of several chunks (parallel single queries, a partial last chunk) at H = 43:
