@@ -9,25 +9,41 @@
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::kernels::{Lanes, EXP_POLY};
+use super::kernels::{Lanes, EXP_POLY, PANEL};
 use super::model::{ItemTable, TableWeights};
 use super::topk::{ScanState, BLOCK_PANELS, NEGLIGIBLE};
 
 /// One query's logits for one block of panels.
-type BlockLogits = [Lanes; BLOCK_PANELS];
+type BlockLogits = [MaybeUninit<Lanes>; BLOCK_PANELS];
 
-/// `exp(x)` for `x ≤ 0` on `N` vectors at once, the reduction and polynomial of
-/// `kernels::exp_lanes` with `2^n` added straight into the exponent bits (one shift and one
-/// integer add instead of building the factor and multiplying: the same result, as scaling by a
-/// power of two is exact). Inputs are clamped at −80 (e^−80 ≈ 2e−35 instead of 0, which no sum
-/// can notice), so the result stays a normal number.
+/// Rows of a block buffer the tiles have written.
 ///
-/// Each step is applied to all `N` vectors before the next, so every constant is loaded once per
-/// step and `N` independent chains are in flight: the polynomial is a chain of dependent FMAs,
-/// and one vector at a time leaves the FMA units waiting on its latency. Lane by lane the result
-/// is exactly that of one vector at a time.
+/// # Safety
+/// Every row of `rows` was written.
+unsafe fn written(rows: &[MaybeUninit<Lanes>]) -> &[Lanes] {
+    // SAFETY: `MaybeUninit<Lanes>` has `Lanes`' layout; the rows are initialized (the caller's
+    // contract).
+    unsafe { &*(rows as *const [MaybeUninit<Lanes>] as *const [Lanes]) }
+}
+
+/// `exp(x)` for `x ≤ 0` on `N` vectors at once: `x = n ln2 + r` and [`EXP_POLY`] for `e^r`, as
+/// `kernels::exp_lanes`, with two changes for speed — the softmax pass is bound by these
+/// multiply-adds, 7 per vector here against 8:
+///
+/// - `r = x − n·ln2` in one FMA with `ln2` rounded to f32 (no Cody–Waite split): the product is
+///   exact inside the FMA, so the error is `n · 1.9e−9`, ≤ 6e−8 relative for `x ≥ −20` (the
+///   terms a sum notices) and ≤ 2.2e−7 at the clamp. Worst relative error measured over
+///   [−20, 0]: 2.3e−7 (the split gave 2.0e−7); over [−80, −20]: 4.0e−7. One pass over a block
+///   took 3.7 ns per panel against 4.3 ns with the split (`fma_probe::softmax_pass_per_panel`).
+/// - `2^n` added straight into the exponent bits (one shift and one integer add instead of
+///   building the factor and multiplying: exact either way).
+///
+/// Inputs are clamped at −80 (e^−80 ≈ 2e−35 instead of 0, which no sum can notice), so the result
+/// stays a normal number. Each step is applied to all `N` vectors before the next, so `N`
+/// independent chains are in flight; lane by lane the result is that of one vector at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn exp8<const N: usize>(x: [__m256; N]) -> [__m256; N] {
@@ -37,9 +53,8 @@ fn exp8<const N: usize>(x: [__m256; N]) -> [__m256; N] {
     let log2e = _mm256_set1_ps(std::f32::consts::LOG2_E);
     let t = x.map(|x| _mm256_fmadd_ps(x, log2e, magic));
     let n = t.map(|t| _mm256_sub_ps(t, magic));
-    let (hi, lo) = (_mm256_set1_ps(0.693_145_75), _mm256_set1_ps(1.428_606_8e-6));
-    let r: [__m256; N] = std::array::from_fn(|i| _mm256_fnmadd_ps(n[i], hi, x[i]));
-    let r: [__m256; N] = std::array::from_fn(|i| _mm256_fnmadd_ps(n[i], lo, r[i]));
+    let ln2 = _mm256_set1_ps(std::f32::consts::LN_2);
+    let r: [__m256; N] = std::array::from_fn(|i| _mm256_fnmadd_ps(n[i], ln2, x[i]));
     let mut p = [_mm256_set1_ps(EXP_POLY[5]); N];
     for &c in EXP_POLY[..5].iter().rev() {
         let c = _mm256_set1_ps(c);
@@ -105,12 +120,12 @@ unsafe fn load_row<const BF16: bool>(row: *const u8) -> [__m256; 2] {
 }
 
 /// Folds one block of logits (panels `first..first + logits.len()`, whose largest lane is
-/// `block_max`, found by the tiles from their registers) into a query's scan, in one pass over
-/// the L1-resident buffer: the exponentials against the running maximum, summed in 4 registers,
-/// and — only in a block whose maximum beats the K-th best — a vectorized comparison with it
-/// whose movemask marks the candidates. Every block costs the same exponentials whatever the
-/// score distribution (flat, peaked, tied, sorted); a block holding a candidate adds one compare
-/// and movemask per 8 lanes, and only its candidates take a branch.
+/// `block_max`, found by the tiles from their registers) into a query's scan: the exponentials
+/// against the running maximum, summed in 2 registers, and — only in a block whose maximum beats
+/// the K-th best — a vectorized comparison with it whose movemask marks the candidates. Every
+/// block costs the same exponentials whatever the score distribution (flat, peaked, tied,
+/// sorted); a block holding a candidate adds one compare and movemask per 8 lanes, and only its
+/// candidates take a branch.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn absorb_block(
@@ -120,8 +135,6 @@ pub(super) fn absorb_block(
     block_max: f32,
     num_items: usize,
 ) {
-    // SAFETY (all loads below): each `Lanes` is 16 f32, 64-byte aligned.
-    let load = |row: &Lanes, half: usize| unsafe { _mm256_load_ps(row.0.as_ptr().add(half)) };
     if block_max > state.max {
         // Rescale what was summed against the old maximum (at most once per block).
         state.total *= if state.max == f32::NEG_INFINITY {
@@ -137,62 +150,123 @@ pub(super) fn absorb_block(
         // Every exponential is negligible and no item can enter: nothing to do.
         return;
     }
-    let m = _mm256_set1_ps(state.max);
-    let mut sums = [_mm256_setzero_ps(); 4];
-    // Panel i's two halves add into sums[i % 2] and sums[2 + i % 2]. The panels go in pairs:
-    // the four halves of a pair through one `exp8` (four chains in flight), and each sum index a
-    // constant, so the sums stay in registers.
-    let add_pair = |sums: &mut [__m256; 4], [a0, b0, a1, b1]: [__m256; 4]| {
-        let e = exp8([a0, b0, a1, b1].map(|v| _mm256_sub_ps(v, m)));
-        for (j, e) in [0, 2, 1, 3].into_iter().zip(e) {
-            sums[j] = _mm256_add_ps(sums[j], e);
-        }
-    };
-    let add_one = |sums: &mut [__m256; 4], [a, b]: [__m256; 2]| {
-        let [ea, eb] = exp8([a, b].map(|v| _mm256_sub_ps(v, m)));
-        sums[0] = _mm256_add_ps(sums[0], ea);
-        sums[2] = _mm256_add_ps(sums[2], eb);
-    };
-    if !candidates {
-        let mut pairs = logits.chunks_exact(2);
-        for pair in &mut pairs {
-            let (r0, r1) = (&pair[0], &pair[1]);
-            add_pair(
-                &mut sums,
-                [load(r0, 0), load(r0, 8), load(r1, 0), load(r1, 8)],
-            );
-        }
-        if let [row] = pairs.remainder() {
-            add_one(&mut sums, [load(row, 0), load(row, 8)]);
-        }
-        // Each lane of each sum holds at most BLOCK_PANELS / 2 = 16 values ≤ 1: f32 is exact
-        // enough.
-        state.total += hsum_f64(sums);
-        return;
+    state.total += sum_exp(logits, state.max);
+    if candidates {
+        let above = match floor_of_a_first_block(state, first, logits, num_items) {
+            Some(floor) => at_least(logits, floor),
+            None => above_threshold(logits, threshold),
+        };
+        state
+            .top
+            .offer_block(first, logits, &above[..logits.len()], num_items);
     }
-    let thr = _mm256_set1_ps(threshold);
-    // Bit l of `above[i]`: lane l of panel i beats the threshold.
+}
+
+/// The lanes of one row.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn halves(row: &Lanes) -> [__m256; 2] {
+    // SAFETY: a `Lanes` is 16 f32, 64-byte aligned.
+    unsafe {
+        [
+            _mm256_load_ps(row.0.as_ptr()),
+            _mm256_load_ps(row.0.as_ptr().add(8)),
+        ]
+    }
+}
+
+/// `Σ exp(logit − max)` over a block (at most [`BLOCK_PANELS`] panels), two panels per step: four
+/// exponential chains in flight, the constants and both sums (one per half-row) in registers.
+/// Each lane of each sum adds at most 32 values ≤ 1, so f32 is exact enough.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn sum_exp(logits: &[Lanes], max: f32) -> f64 {
+    let m = _mm256_set1_ps(max);
+    let mut sums = [_mm256_setzero_ps(); 2];
+    let mut pairs = logits.chunks_exact(2);
+    for pair in &mut pairs {
+        let ([a0, b0], [a1, b1]) = (halves(&pair[0]), halves(&pair[1]));
+        let [a0, b0, a1, b1] = exp8([a0, b0, a1, b1].map(|v| _mm256_sub_ps(v, m)));
+        sums = [_mm256_add_ps(sums[0], a0), _mm256_add_ps(sums[1], b0)];
+        sums = [_mm256_add_ps(sums[0], a1), _mm256_add_ps(sums[1], b1)];
+    }
+    for row in pairs.remainder() {
+        let [a, b] = exp8(halves(row).map(|v| _mm256_sub_ps(v, m)));
+        sums = [_mm256_add_ps(sums[0], a), _mm256_add_ps(sums[1], b)];
+    }
+    let zero = _mm256_setzero_ps();
+    hsum_f64([sums[0], sums[1], zero, zero])
+}
+
+/// While a query's top-K is not yet full, every item of a block is a candidate (the first block
+/// of a scan offers all its 512). The `K`-th largest of the block's panel maxima is then a
+/// floor: `K` items of distinct panels reach it, so no item below it can be among the best `K`,
+/// and only the items at or above it (some 9% of a block of random scores at `K` = 25) need be
+/// offered — the selection, its order and its ties are unchanged. `None` when the top-K is full,
+/// when `K` exceeds the block's full panels, when an item of the block is excluded (it might be
+/// one of the `K`), or when a maximum is NaN.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn floor_of_a_first_block(
+    state: &ScanState,
+    first: usize,
+    logits: &[Lanes],
+    num_items: usize,
+) -> Option<f32> {
+    let k = state.top.k();
+    let full = logits
+        .len()
+        .min(num_items / PANEL - first.min(num_items / PANEL));
+    if state.top.threshold() != f32::NEG_INFINITY
+        || k == 0
+        || k > full
+        || state
+            .top
+            .excludes_any(first * PANEL..(first + full) * PANEL)
+    {
+        return None;
+    }
+    let mut maxima = [0.0f32; BLOCK_PANELS];
+    for (m, row) in maxima.iter_mut().zip(&logits[..full]) {
+        let [a, b] = halves(row);
+        *m = hmax(_mm256_max_ps(a, b));
+    }
+    let maxima = &mut maxima[..full];
+    if maxima.iter().any(|m| m.is_nan()) {
+        return None;
+    }
+    let (_, kth, _) = maxima.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    Some(*kth)
+}
+
+/// Bit `l` of entry `i`: lane `l` of panel `i` of the block is at least `floor`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn at_least(logits: &[Lanes], floor: f32) -> [u16; BLOCK_PANELS] {
+    let floor = _mm256_set1_ps(floor);
     let mut above = [0u16; BLOCK_PANELS];
-    let mask = |a: __m256, b: __m256| {
+    for (row, above) in logits.iter().zip(&mut above) {
+        let [a, b] = halves(row);
+        let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(a, floor));
+        let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(b, floor));
+        *above = (lo | hi << 8) as u16;
+    }
+    above
+}
+
+/// Bit `l` of entry `i`: lane `l` of panel `i` of the block beats `threshold`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn above_threshold(logits: &[Lanes], threshold: f32) -> [u16; BLOCK_PANELS] {
+    let thr = _mm256_set1_ps(threshold);
+    let mut above = [0u16; BLOCK_PANELS];
+    for (row, above) in logits.iter().zip(&mut above) {
+        let [a, b] = halves(row);
         let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, thr));
         let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(b, thr));
-        (lo | hi << 8) as u16
-    };
-    for (i, row) in logits.iter().enumerate().step_by(2) {
-        let (a0, b0) = (load(row, 0), load(row, 8));
-        above[i] = mask(a0, b0);
-        if let Some(row) = logits.get(i + 1) {
-            let (a1, b1) = (load(row, 0), load(row, 8));
-            above[i + 1] = mask(a1, b1);
-            add_pair(&mut sums, [a0, b0, a1, b1]);
-        } else {
-            add_one(&mut sums, [a0, b0]);
-        }
+        *above = (lo | hi << 8) as u16;
     }
-    state.total += hsum_f64(sums);
-    state
-        .top
-        .offer_block(first, logits, &above[..logits.len()], num_items);
+    above
 }
 
 /// Where the kernels read the table: the weight rows (as bytes), their size, and the biases.
@@ -258,7 +332,7 @@ unsafe fn tile<const U: usize, const V: usize, const BF16: bool>(
     for ((out, acc), vmax) in out.iter_mut().zip(acc).zip(block_max) {
         for (v, [lo, hi]) in acc.into_iter().enumerate() {
             *vmax = _mm256_max_ps(*vmax, _mm256_max_ps(lo, hi));
-            let row = out[slot + v].0.as_mut_ptr();
+            let row = out[slot + v].as_mut_ptr().cast::<f32>();
             // SAFETY: slot + V ≤ BLOCK_PANELS (the caller's contract); a row holds 2 × 8 lanes.
             unsafe {
                 _mm256_store_ps(row, lo);
@@ -284,7 +358,9 @@ unsafe fn scan_tiles<const U: usize, const V: usize, const BF16: bool>(
     const { assert!(BLOCK_PANELS.is_multiple_of(V)) };
     let q: [*const f32; U] = std::array::from_fn(|u| queries[u].as_ptr());
     let states: &mut [ScanState; U] = states.try_into().expect("one state per query");
-    let mut out = [[Lanes::default(); BLOCK_PANELS]; U];
+    // Not zeroed (12 KB per call, ~2% of a batch): a tile writes rows `slot..slot + V` of each
+    // buffer, and a block's absorption reads only the rows its tiles wrote.
+    let mut out = [[MaybeUninit::<Lanes>::uninit(); BLOCK_PANELS]; U];
     let mut p = panels.start;
     while p < panels.end {
         let first = p;
@@ -302,7 +378,9 @@ unsafe fn scan_tiles<const U: usize, const V: usize, const BF16: bool>(
             }
         }
         for ((state, out), vmax) in states.iter_mut().zip(&out).zip(block_max) {
-            absorb_block(state, first, &out[..end - first], hmax(vmax), t.num_items);
+            // SAFETY: the tiles above wrote rows 0..end - first of every buffer.
+            let logits = unsafe { written(&out[..end - first]) };
+            absorb_block(state, first, logits, hmax(vmax), t.num_items);
         }
     }
 }
@@ -443,10 +521,55 @@ pub(super) fn gemv(w: &[f32], bias: &[f32], v: &[f32], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::topk::TopK;
+
+    fn avx2() -> bool {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+
+    /// A block of 4 panels whose panel maxima are 4, 7, 5 and 6 (every other lane below 0).
+    fn block() -> Vec<Lanes> {
+        [4.0, 7.0, 5.0, 6.0]
+            .iter()
+            .map(|&m| {
+                Lanes(std::array::from_fn(
+                    |l| if l == 3 { m } else { -(l as f32) },
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fresh_top_k_offers_only_what_reaches_the_kth_panel_maximum() {
+        if !avx2() {
+            return;
+        }
+        let fresh = |k, exclude| ScanState::new(TopK::new(k, exclude));
+        let b = block();
+        // SAFETY (every call): AVX2 and FMA are present (checked above).
+        let floor =
+            |s: &ScanState, items: usize| unsafe { floor_of_a_first_block(s, 0, &b, items) };
+        assert_eq!(floor(&fresh(1, vec![]), 64), Some(7.0));
+        assert_eq!(floor(&fresh(3, vec![]), 64), Some(5.0));
+        // K beyond the full panels (the last one padded), an excluded item, K = 0: no floor.
+        assert_eq!(floor(&fresh(4, vec![]), 64), Some(4.0));
+        assert_eq!(floor(&fresh(4, vec![]), 63), None);
+        assert_eq!(floor(&fresh(3, vec![40]), 64), None);
+        assert_eq!(floor(&fresh(3, vec![64]), 64), Some(5.0));
+        assert_eq!(floor(&fresh(0, vec![]), 64), None);
+        // A full selection already has a threshold.
+        let mut full = fresh(1, vec![]);
+        full.top.offer_panel(9, &[1.0; PANEL], 1000);
+        assert_eq!(floor(&full, 64), None);
+        // At the floor counts: a tie with the K-th maximum is offered.
+        // SAFETY: as above.
+        let marks = unsafe { at_least(&b, 5.0) };
+        assert_eq!(&marks[..4], &[0, 1 << 3, 1 << 3, 1 << 3]);
+    }
 
     #[test]
     fn exp8_matches_std_exp_and_stays_normal_below_the_clamp() {
-        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        if !avx2() {
             return;
         }
         let mut x = -100.0f32;
@@ -461,7 +584,10 @@ mod tests {
                 let exact = f64::from(v.max(-80.0)).exp();
                 assert!(g.is_normal(), "exp8({v}) = {g}");
                 let rel = ((f64::from(g) - exact) / exact).abs();
-                assert!(rel < 5e-7, "exp8({v}) = {g}, exp = {exact} (rel {rel})");
+                // Near the maximum (the terms a softmax sum notices) the reduction's rounded ln2
+                // costs little; at the clamp it costs up to 2.2e-7 more.
+                let bound = if v >= -20.0 { 3e-7 } else { 5e-7 };
+                assert!(rel < bound, "exp8({v}) = {g}, exp = {exact} (rel {rel})");
             }
             x += 0.37;
         }

@@ -68,6 +68,23 @@ impl TopK {
         self.best.threshold()
     }
 
+    /// The `k` of this top-K.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) fn k(&self) -> usize {
+        self.best.k()
+    }
+
+    /// Whether any item of `items` is excluded.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) fn excludes_any(&self, items: Range<usize>) -> bool {
+        let start = self
+            .exclude
+            .partition_point(|&e| (e as usize) < items.start);
+        self.exclude
+            .get(start)
+            .is_some_and(|&e| (e as usize) < items.end)
+    }
+
     #[inline(never)]
     pub(super) fn offer_panel(&mut self, p: usize, logits: &[f32; PANEL], num_items: usize) {
         for (l, &logit) in logits.iter().enumerate() {
