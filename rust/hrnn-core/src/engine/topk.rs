@@ -110,8 +110,16 @@ impl TopK {
     ) {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
-        for (i, (row, &bits)) in logits.iter().zip(above).enumerate() {
-            let mut bits = bits;
+        // The panels holding a candidate, one bit each: most blocks past the first hold one or two.
+        debug_assert!(above.len() <= 64);
+        let mut panels = above
+            .iter()
+            .enumerate()
+            .fold(0u64, |m, (i, &bits)| m | u64::from(bits != 0) << i);
+        while panels != 0 {
+            let i = panels.trailing_zeros() as usize;
+            panels &= panels - 1;
+            let (row, mut bits) = (&logits[i], above[i]);
             while bits != 0 {
                 let l = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
