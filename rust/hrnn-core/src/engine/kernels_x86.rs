@@ -153,8 +153,8 @@ pub(super) fn absorb_block(
     state.total += sum_exp(logits, state.max);
     if candidates {
         let above = match floor_of_a_first_block(state, first, logits, num_items) {
-            Some(floor) => at_least(logits, floor),
-            None => above_threshold(logits, threshold),
+            Some(floor) => marks::<_CMP_GE_OQ>(logits, floor),
+            None => marks::<_CMP_GT_OQ>(logits, threshold),
         };
         state
             .top
@@ -239,34 +239,20 @@ fn floor_of_a_first_block(
     Some(*kth)
 }
 
-/// Bit `l` of entry `i`: lane `l` of panel `i` of the block is at least `floor`.
+/// Bit `l` of entry `i`: lane `l` of panel `i` of the block compares `CMP` (an `_mm256_cmp_ps`
+/// predicate) to `bound` — `_CMP_GT_OQ` against the threshold, `_CMP_GE_OQ` against a floor.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn at_least(logits: &[Lanes], floor: f32) -> [u16; BLOCK_PANELS] {
-    let floor = _mm256_set1_ps(floor);
-    let mut above = [0u16; BLOCK_PANELS];
-    for (row, above) in logits.iter().zip(&mut above) {
+fn marks<const CMP: i32>(logits: &[Lanes], bound: f32) -> [u16; BLOCK_PANELS] {
+    let bound = _mm256_set1_ps(bound);
+    let mut marks = [0u16; BLOCK_PANELS];
+    for (row, marks) in logits.iter().zip(&mut marks) {
         let [a, b] = halves(row);
-        let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(a, floor));
-        let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(b, floor));
-        *above = (lo | hi << 8) as u16;
+        let lo = _mm256_movemask_ps(_mm256_cmp_ps::<CMP>(a, bound));
+        let hi = _mm256_movemask_ps(_mm256_cmp_ps::<CMP>(b, bound));
+        *marks = (lo | hi << 8) as u16;
     }
-    above
-}
-
-/// Bit `l` of entry `i`: lane `l` of panel `i` of the block beats `threshold`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn above_threshold(logits: &[Lanes], threshold: f32) -> [u16; BLOCK_PANELS] {
-    let thr = _mm256_set1_ps(threshold);
-    let mut above = [0u16; BLOCK_PANELS];
-    for (row, above) in logits.iter().zip(&mut above) {
-        let [a, b] = halves(row);
-        let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, thr));
-        let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(b, thr));
-        *above = (lo | hi << 8) as u16;
-    }
-    above
+    marks
 }
 
 /// Where the kernels read the table: the weight rows (as bytes), their size, and the biases.
@@ -563,8 +549,8 @@ mod tests {
         assert_eq!(floor(&full, 64), None);
         // At the floor counts: a tie with the K-th maximum is offered.
         // SAFETY: as above.
-        let marks = unsafe { at_least(&b, 5.0) };
-        assert_eq!(&marks[..4], &[0, 1 << 3, 1 << 3, 1 << 3]);
+        let at_floor = unsafe { marks::<_CMP_GE_OQ>(&b, 5.0) };
+        assert_eq!(&at_floor[..4], &[0, 1 << 3, 1 << 3, 1 << 3]);
     }
 
     #[test]
