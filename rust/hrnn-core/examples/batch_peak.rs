@@ -1,6 +1,8 @@
 //! A batch of 256 users' top-25 over 100k items at H = 43 on a pool of 2 threads, as a fraction of
 //! the fp32 multiply-add peak measured by the FMA probe on the same pool, interleaved with it:
-//! `cargo run --release -p hrnn-core --example batch_peak [rounds] [threads]`.
+//! `cargo run --release -p hrnn-core --example batch_peak [rounds] [threads]`. On a shared machine,
+//! compare two builds with `python scripts/ab_batch_peak.py REPS THREADS BIN_A BIN_B` (runs them
+//! in shuffled order, so other load falls on both alike).
 //!
 //! The FLOP count is the logits' multiply-adds only (256 × N × H × 2); the softmax denominator's
 //! exponentials and the top-K selection are overhead against it. The example also measures that
