@@ -214,9 +214,8 @@ fn floor_of_a_first_block(
     num_items: usize,
 ) -> Option<f32> {
     let k = state.top.k();
-    let full = logits
-        .len()
-        .min(num_items / PANEL - first.min(num_items / PANEL));
+    // Panels of the block with no padding lane.
+    let full = logits.len().min((num_items / PANEL).saturating_sub(first));
     if state.top.threshold() != f32::NEG_INFINITY
         || k == 0
         || k > full
