@@ -199,12 +199,12 @@ fn sum_exp(logits: &[Lanes], max: f32) -> f64 {
 }
 
 /// While a query's top-K is not yet full, every item of a block is a candidate (the first block
-/// of a scan offers all its 512). The `K`-th largest of the block's panel maxima is then a
-/// floor: `K` items of distinct panels reach it, so no item below it can be among the best `K`,
-/// and only the items at or above it (some 9% of a block of random scores at `K` = 25) need be
-/// offered — the selection, its order and its ties are unchanged. `None` when the top-K is full,
-/// when `K` exceeds the block's full panels, when an item of the block is excluded (it might be
-/// one of the `K`), or when a maximum is NaN.
+/// of a scan offers all its 512). The `(K + E)`-th largest of the block's panel maxima, `E` being
+/// the block's excluded items, is then a floor: `K + E` items of distinct panels reach it and at
+/// most `E` of them are excluded, so no item below it can be among the best `K`, and only the
+/// items at or above it (some 9% of a block of random scores at `K` = 25) need be offered — the
+/// selection, its order and its ties are unchanged. `None` when the top-K is full, when `K + E`
+/// exceeds the block's full panels, or when a maximum is NaN.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn floor_of_a_first_block(
@@ -213,16 +213,13 @@ fn floor_of_a_first_block(
     logits: &[Lanes],
     num_items: usize,
 ) -> Option<f32> {
-    let k = state.top.k();
     // Panels of the block with no padding lane.
     let full = logits.len().min((num_items / PANEL).saturating_sub(first));
-    if state.top.threshold() != f32::NEG_INFINITY
-        || k == 0
-        || k > full
-        || state
-            .top
-            .excludes_any(first * PANEL..(first + full) * PANEL)
-    {
+    if state.top.threshold() != f32::NEG_INFINITY || state.top.k() == 0 {
+        return None;
+    }
+    let rank = state.top.k() + state.top.excluded_in(first * PANEL..(first + full) * PANEL);
+    if rank > full {
         return None;
     }
     let mut maxima = [0.0f32; BLOCK_PANELS];
@@ -234,8 +231,8 @@ fn floor_of_a_first_block(
     if maxima.iter().any(|m| m.is_nan()) {
         return None;
     }
-    let (_, kth, _) = maxima.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-    Some(*kth)
+    let (_, floor, _) = maxima.select_nth_unstable_by(rank - 1, |a, b| b.total_cmp(a));
+    Some(*floor)
 }
 
 /// Bit `l` of entry `i`: lane `l` of panel `i` of the block compares `CMP` (an `_mm256_cmp_ps`
@@ -536,12 +533,17 @@ mod tests {
             |s: &ScanState, items: usize| unsafe { floor_of_a_first_block(s, 0, &b, items) };
         assert_eq!(floor(&fresh(1, vec![]), 64), Some(7.0));
         assert_eq!(floor(&fresh(3, vec![]), 64), Some(5.0));
-        // K beyond the full panels (the last one padded), an excluded item, K = 0: no floor.
+        // K beyond the full panels (the last one padded), K = 0: no floor.
         assert_eq!(floor(&fresh(4, vec![]), 64), Some(4.0));
         assert_eq!(floor(&fresh(4, vec![]), 63), None);
-        assert_eq!(floor(&fresh(3, vec![40]), 64), None);
-        assert_eq!(floor(&fresh(3, vec![64]), 64), Some(5.0));
         assert_eq!(floor(&fresh(0, vec![]), 64), None);
+        // Each excluded item of the block lowers the floor by one panel maximum (it may be one of
+        // them: item 19 holds the 7, and the best allowed item is then the 6); one outside the
+        // block does not; K + E beyond the full panels: no floor.
+        assert_eq!(floor(&fresh(3, vec![40]), 64), Some(4.0));
+        assert_eq!(floor(&fresh(1, vec![19]), 64), Some(6.0));
+        assert_eq!(floor(&fresh(3, vec![64]), 64), Some(5.0));
+        assert_eq!(floor(&fresh(3, vec![19, 40]), 64), None);
         // A full selection already has a threshold.
         let mut full = fresh(1, vec![]);
         full.top.offer_panel(9, &[1.0; PANEL], 1000);

@@ -74,15 +74,11 @@ impl TopK {
         self.best.k()
     }
 
-    /// Whether any item of `items` is excluded.
+    /// How many items of `items` are excluded.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(super) fn excludes_any(&self, items: Range<usize>) -> bool {
-        let start = self
-            .exclude
-            .partition_point(|&e| (e as usize) < items.start);
-        self.exclude
-            .get(start)
-            .is_some_and(|&e| (e as usize) < items.end)
+    pub(super) fn excluded_in(&self, items: Range<usize>) -> usize {
+        let below = |end: usize| self.exclude.partition_point(|&e| (e as usize) < end);
+        below(items.end) - below(items.start)
     }
 
     #[inline(never)]
