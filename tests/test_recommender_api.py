@@ -51,6 +51,24 @@ def test_bad_arguments(rec: hrnn.Recommender) -> None:
         rec.recommend("user0", exclude_items="item1")
 
 
+def test_the_common_call_and_the_checked_route_agree(rec: hrnn.Recommender) -> None:
+    """Plain str/int/bool arguments go straight to the engine; numpy scalars (and True passed as a
+    count) take the checked route. Both give the same list, a picklable ``Recommendations``."""
+    import pickle
+
+    for exclude in (False, True):
+        plain = rec.recommend("user3", 7, exclude_seen=exclude)
+        checked = rec.recommend(np.str_("user3"), np.int64(7), exclude_seen=np.bool_(exclude))
+        assert plain == checked and len(plain) == 7
+        assert type(plain) is type(checked) and isinstance(plain, hrnn.Recommendations)
+    with pytest.raises(TypeError, match="num_results: expected an int, found bool"):
+        rec.recommend("user3", True)  # type: ignore[arg-type]
+    for top in (rec.recommend("user3", 3), rec.recommend("never-seen", 3)):
+        again = pickle.loads(pickle.dumps(top))
+        assert again == top and again.personalized is top.personalized
+        assert repr(top).startswith("Recommendations([") and "personalized=" in repr(top)
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [

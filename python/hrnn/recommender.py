@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -73,14 +73,20 @@ class Recommendations(list[tuple[str, float]]):
             catalogue's popularity order, the same for every such user.
     """
 
-    __slots__ = ("personalized",)
-
-    def __init__(self, items: Iterable[tuple[str, float]] = (), *, personalized: bool = True) -> None:
-        super().__init__(items)
-        self.personalized = personalized
+    # A class attribute, not a slot set by an ``__init__``: the list is then built by ``list``'s own
+    # constructor, with no Python frame (0.7 µs of a ~10 µs call on a small catalogue).
+    __slots__ = ()
+    personalized: ClassVar[bool] = True
 
     def __repr__(self) -> str:
         return f"Recommendations({list.__repr__(self)}, personalized={self.personalized})"
+
+
+class _PopularityList(Recommendations):
+    """A :class:`Recommendations` for a user without a state: the popularity list."""
+
+    __slots__ = ()
+    personalized: ClassVar[bool] = False
 
 
 def _require_id(value: object, name: str) -> str:
@@ -249,17 +255,30 @@ class Recommender:
             ValueError: ``num_results`` outside 1–500 or a non-finite ``at``.
         """
         del item_id  # Personalize's related-item parameter; this recipe does not use it
-        exclude, types = _seen_filter(exclude_seen)
-        items, personalized = self._inner.recommend(
-            _require_id(user_id, "user_id"),
-            _check_num_results(num_results),
-            exclude_seen=exclude,
-            exclude_items=_id_list(exclude_items, "exclude_items"),
-            include_items=_id_list(include_items, "include_items"),
-            at=_check_time(at),
-            seen_event_types=types,
-        )
-        return Recommendations(items, personalized=personalized)
+        if (
+            type(user_id) is str
+            and type(num_results) is int
+            and 1 <= num_results <= 500
+            and type(exclude_seen) is bool
+            and exclude_items is None
+            and include_items is None
+            and at is None
+        ):
+            # The common call, whose arguments need no conversion: straight to the engine (the
+            # checks below cost ~1 µs of a ~10 µs call on a small catalogue).
+            items, personalized = self._inner.recommend(user_id, num_results, exclude_seen)
+        else:
+            exclude, types = _seen_filter(exclude_seen)
+            items, personalized = self._inner.recommend(
+                _require_id(user_id, "user_id"),
+                _check_num_results(num_results),
+                exclude_seen=exclude,
+                exclude_items=_id_list(exclude_items, "exclude_items"),
+                include_items=_id_list(include_items, "include_items"),
+                at=_check_time(at),
+                seen_event_types=types,
+            )
+        return Recommendations(items) if personalized else _PopularityList(items)
 
     def recommend_batch(
         self,
