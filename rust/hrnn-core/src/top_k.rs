@@ -115,6 +115,31 @@ impl<S: Score> BoundedTopK<S> {
         }
     }
 
+    /// Whether no pair has been kept yet.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Starts an empty selection with `best`: at most `k` pairs, in any order, that are the best
+    /// of every pair offered (pairs that could not enter — NaN, `-inf` — are dropped). One
+    /// heapify, where offering them one by one, in item order, took a sift each.
+    pub fn start_with(&mut self, best: impl IntoIterator<Item = (S, u32)>) {
+        assert!(
+            self.heap.is_empty(),
+            "start_with on a selection already started"
+        );
+        let entries: Vec<Entry<S>> = best
+            .into_iter()
+            .filter(|&(score, _)| score > self.threshold)
+            .map(|(score, item)| Entry { score, item })
+            .collect();
+        assert!(entries.len() <= self.k, "more pairs than k");
+        self.heap = BinaryHeap::from(entries);
+        if self.heap.len() == self.k {
+            self.threshold = self.heap.peek().map_or(S::NEG_INFINITY, |e| e.score);
+        }
+    }
+
     /// Offers every pair of `other`, whose items all lie after the ones offered to `self`.
     ///
     /// They are offered in item order, as a scan would offer them: of two pairs of `other` with
@@ -132,7 +157,8 @@ impl<S: Score> BoundedTopK<S> {
     /// The selected pairs, best first (equal scores: lower item index first).
     pub fn into_sorted(self) -> Vec<(u32, S)> {
         let mut entries = self.heap.into_vec();
-        entries.sort();
+        // no two entries are equal (each item is offered once), so an unstable sort is exact
+        entries.sort_unstable();
         entries.into_iter().map(|e| (e.item, e.score)).collect()
     }
 }
@@ -199,6 +225,25 @@ mod tests {
                 merged.merge(part);
             }
             prop_assert_eq!(merged.into_sorted(), top_k(&scores, k));
+        }
+
+        /// A selection started with the best `k` of a first run of items (shuffled), then offered
+        /// the rest in order, equals offering every item in order, ties and -inf included.
+        #[test]
+        fn a_selection_started_with_a_runs_best_equals_offering_it(
+            scores in proptest::collection::vec(-3i32..3, 0..80), cut in 0usize..80, k in 1usize..12, seed in 0usize..1000
+        ) {
+            let scores: Vec<f64> = scores.into_iter().map(|s| if s == -3 { f64::NEG_INFINITY } else { f64::from(s) }).collect();
+            let cut = cut.min(scores.len());
+            let mut best: Vec<(f64, u32)> = top_k(&scores[..cut], k).into_iter().map(|(j, s)| (s, j)).collect();
+            let shift = seed % best.len().max(1);
+            best.rotate_left(shift);
+            let mut started = BoundedTopK::new(k);
+            started.start_with(best);
+            for (j, &score) in scores.iter().enumerate().skip(cut) {
+                started.offer(score, j as u32);
+            }
+            prop_assert_eq!(started.into_sorted(), top_k(&scores, k));
         }
     }
 

@@ -58,7 +58,8 @@ impl TopK {
         Self {
             best: BoundedTopK::new(k),
             exclude,
-            candidates: Vec::new(),
+            // a first block offers some 2K candidates (K = 25: ~46 of 512)
+            candidates: Vec::with_capacity(2 * k + PANEL),
         }
     }
 
@@ -133,6 +134,12 @@ impl TopK {
                 candidates
                     .select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
                 candidates.truncate(k);
+                if self.best.is_empty() {
+                    // the first block of a scan: these are the best K so far, in that order
+                    self.best.start_with(candidates.drain(..));
+                    self.candidates = candidates;
+                    return;
+                }
                 // offered in item order, as a scan would: among equal logits the lower item
                 // enters first, and a later equal one cannot push it out
                 candidates.sort_unstable_by_key(|c| c.1);
