@@ -9,13 +9,15 @@
 //! softmax pass alone (per user and panel of 16 items, on one thread) and splits the batch's CPU
 //! time into the pass and the rest: the pass's cost in FMA slots bounds the fraction of the peak
 //! any logits kernel could reach next to it.
+//!
+//! `BATCH_PEAK_PRECISION=bf16` holds the table as bfloat16 (the FLOP count stays the same).
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use hrnn_core::engine::fma_probe::{fma_peak, fma_peak_one_thread, softmax_pass_per_panel};
 use hrnn_core::engine::kernels::Isa;
-use hrnn_core::engine::model::ItemTable;
+use hrnn_core::engine::model::{ItemTable, Precision};
 use hrnn_core::engine::topk::top_k_batch;
 
 #[path = "../benches/common/mod.rs"]
@@ -52,7 +54,12 @@ fn main() {
         .nth(2)
         .map_or(2, |a| a.parse().expect("threads: an integer"));
     let isa = Isa::detect();
-    let table = ItemTable::new(&random(N * H, 1, 0.6), &random(N, 2, 1.0), H);
+    let precision: Precision = std::env::var("BATCH_PEAK_PRECISION")
+        .unwrap_or_else(|_| "fp32".into())
+        .parse()
+        .expect("BATCH_PEAK_PRECISION: fp32 or bf16");
+    let table =
+        ItemTable::new(&random(N * H, 1, 0.6), &random(N, 2, 1.0), H).with_precision(precision);
     let queries: Vec<Vec<f32>> = (0..USERS as u64).map(|u| random(H, 100 + u, 1.0)).collect();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -85,7 +92,8 @@ fn main() {
     let (ms, peak) = (median(batch_ms.clone()), median(peaks.clone()));
     let achieved = flop / (ms * 1e-3);
     println!(
-        "batch {USERS} users × {N} items × H {H}, top-{K}, {threads} threads, {isa}, {rounds} rounds"
+        "batch {USERS} users × {N} items × H {H} ({precision:?}), top-{K}, {threads} threads, {isa}, \
+         {rounds} rounds"
     );
     println!(
         "  batch: median {ms:.2} ms (min {:.2}, max {:.2}) = {:.1} GFLOP/s",
