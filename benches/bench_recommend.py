@@ -369,10 +369,12 @@ def test_scoring_spread(
     benchmark: Any, spread_cases: dict[str, dict[str, Any]], model: int, one_thread: None
 ) -> None:
     """One user's top-25 on one thread, per model (trained and random), every engine timed in
-    turn within each round (hrnn fp32, hrnn bf16, onnxruntime, the read floor): on a shared
-    machine, load from other processes then falls on all of them alike. The read floor sums the
-    same fp32 table, in the same pages, with the kernel's loads. Medians per engine and the
-    paired ratios (hrnn fp32 / floor, onnxruntime / hrnn fp32 within each round) go to
+    turn within each round (hrnn fp32, hrnn bf16, onnxruntime, the read floor, and the same call
+    for a user without a state, which builds a list of 25 without a scan): on a shared machine,
+    load from other processes then falls on all of them alike. The read floor sums the same fp32
+    table, in the same pages, with the kernel's loads. Medians per engine and the paired ratios
+    (hrnn fp32 / floor, onnxruntime / hrnn fp32, and the scan's share — hrnn fp32 less the call
+    without a scan — over the floor, within each round) go to
     ``extra_info``; ``python benches/ratios.py -k spread`` prints them as one table."""
     names = sorted(spread_cases)
     if model >= len(names):
@@ -387,11 +389,14 @@ def test_scoring_spread(
     scores, _ = session.run(None, feeds)
     np.testing.assert_allclose(scores[0], [s for _, s in exact], rtol=1e-4)
     bf16 = case["bf16"].recommend(user, K)
+    assert rec.recommend(NO_STATE, K).personalized is False
     engines = {
         "hrnn fp32": lambda: rec.recommend(user, K),
         "hrnn bf16": lambda: case["bf16"].recommend(user, K),
         "onnxruntime": lambda: session.run(None, feeds),
         "read floor": rec._inner._read_floor,
+        # the same call for a user without a state: id lookup, 25 results built, no scan
+        "call, no scan": lambda: rec.recommend(NO_STATE, K),
     }
     times: dict[str, list[float]] = {e: [] for e in engines}
 
@@ -410,6 +415,11 @@ def test_scoring_spread(
     paired = {
         "hrnn fp32 / read floor": per_round("hrnn fp32", "read floor"),
         "onnxruntime / hrnn fp32": per_round("onnxruntime", "hrnn fp32"),
+        # the scan's share of a call: hrnn fp32 less the call without a scan, over the floor
+        "scan / read floor": statistics.median(
+            (a - c) / f
+            for a, c, f in zip(times["hrnn fp32"], times["call, no scan"], times["read floor"], strict=True)
+        ),
     }
     benchmark.extra_info.update(
         {
@@ -421,6 +431,9 @@ def test_scoring_spread(
         }
     )
 
+
+#: A user id no model of the bench knows: its recommendations are the popularity list.
+NO_STATE = "\x00no such user"
 
 #: Rounds of the scoring-spread benchmark (each times every engine once).
 SPREAD_ROUNDS = 300

@@ -58,32 +58,34 @@ def spread_table(benchmarks: list[dict[str, object]]) -> None:
             rows[str(info["spread_model"])] = info
     if not rows:
         return
-    engines = ["hrnn fp32", "hrnn bf16", "onnxruntime", "read floor"]
+    engines = ["hrnn fp32", "hrnn bf16", "onnxruntime", "read floor", "call, no scan"]
     print("\n[scoring spread: 1 user, top-25, 1 thread; median µs, engines timed in turn]")
-    header = "".join(f"{e:>13s}" for e in engines)
-    print(f"  {'model':34s}{'items':>8s}{header}   hrnn/floor   ort/hrnn   bf16 overlap")
+    header = "".join(f"{e:>14s}" for e in engines)
+    print(f"  {'model':34s}{'items':>8s}{header}   hrnn/floor   scan/floor   ort/hrnn   bf16 overlap")
     for model, info in rows.items():
         medians, paired = info["spread_median_us"], info["spread_paired"]
         assert isinstance(medians, dict) and isinstance(paired, dict)
-        values = "".join(f"{medians.get(e, float('nan')):13.1f}" for e in engines)
+        values = "".join(f"{medians.get(e, float('nan')):14.1f}" for e in engines)
         overlap = info.get("top25_overlap_with_fp32", float("nan"))
+        scan = paired.get("scan / read floor", float("nan"))
         print(
             f"  {model:34s}{info['spread_items']:8d}{values}   {paired['hrnn fp32 / read floor']:10.2f}x"
-            f"   {paired['onnxruntime / hrnn fp32']:8.2f}x   {overlap:8.3f}"
+            f"   {scan:10.2f}x   {paired['onnxruntime / hrnn fp32']:8.2f}x   {overlap:8.3f}"
         )
     # Catalogues differ in size, so the spread compares each model's time with its own read floor;
     # small catalogues (a few µs of scan) measure the fixed cost of a call, so they are apart.
-    for label, keep in (("all models", lambda n: True), ("models of ≥ 50k items", lambda n: n >= 50_000)):
-        ratios = [
-            info["spread_paired"]["hrnn fp32 / read floor"]  # type: ignore[index]
-            for info in rows.values()
-            if keep(int(info["spread_items"]))  # type: ignore[call-overload]
-        ]
-        if len(ratios) > 1:
-            print(
-                f"  hrnn fp32 / read floor, {label}: {min(ratios):.2f}x to {max(ratios):.2f}x "
-                f"(spread {max(ratios) / min(ratios):.2f})"
-            )
+    for ratio in ("hrnn fp32 / read floor", "scan / read floor"):
+        for label, keep in (("all models", lambda n: True), ("models of ≥ 50k items", lambda n: n >= 50_000)):
+            ratios = [
+                info["spread_paired"].get(ratio, float("nan"))  # type: ignore[union-attr]
+                for info in rows.values()
+                if keep(int(info["spread_items"]))  # type: ignore[call-overload]
+            ]
+            if len(ratios) > 1:
+                print(
+                    f"  {ratio}, {label}: {min(ratios):.2f}x to {max(ratios):.2f}x "
+                    f"(spread {max(ratios) / min(ratios):.2f})"
+                )
 
 
 if __name__ == "__main__":
