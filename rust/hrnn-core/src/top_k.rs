@@ -4,8 +4,9 @@
 //! exclusion list and calls [`BoundedTopK::threshold`] once per panel of 16 items) and the
 //! baselines ([`top_k`] over f64 scores).
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::fmt::Debug;
 
 /// A score type: `f32` (engine logits) or `f64` (baseline scores).
 pub trait Score: Copy + PartialOrd {
@@ -13,53 +14,70 @@ pub trait Score: Copy + PartialOrd {
     const NEG_INFINITY: Self;
     /// The highest value (the threshold of a top-0).
     const INFINITY: Self;
-    /// IEEE 754 totalOrder (`f32::total_cmp`), the order of the selected pairs.
-    fn total_cmp(&self, other: &Self) -> Ordering;
+    /// A pair `(score, item)` as one value whose order is the selection's: greater is better —
+    /// the higher score in IEEE 754 totalOrder (`f32::total_cmp`), on equal scores the lower
+    /// item. The heap compares these, one integer comparison where a `total_cmp` and a tie-break
+    /// took several.
+    type Key: Copy + Ord + Debug;
+    /// The key of a pair.
+    fn key(self, item: u32) -> Self::Key;
+    /// The pair of a key.
+    fn pair(key: Self::Key) -> (Self, u32);
+}
+
+/// `bits` of a float (its sign in the top bit) mapped to an unsigned integer of the same
+/// totalOrder: negatives have every bit flipped, the rest the sign bit set.
+macro_rules! ordered {
+    ($bits:expr, $sign:expr) => {{
+        let bits = $bits;
+        if bits & $sign != 0 {
+            !bits
+        } else {
+            bits | $sign
+        }
+    }};
+}
+
+/// The inverse of [`ordered!`].
+macro_rules! unordered {
+    ($key:expr, $sign:expr) => {{
+        let key = $key;
+        if key & $sign != 0 {
+            key ^ $sign
+        } else {
+            !key
+        }
+    }};
 }
 
 impl Score for f32 {
     const NEG_INFINITY: Self = f32::NEG_INFINITY;
     const INFINITY: Self = f32::INFINITY;
+    /// The ordered score bits above the complemented item.
+    type Key = u64;
     #[inline(always)]
-    fn total_cmp(&self, other: &Self) -> Ordering {
-        f32::total_cmp(self, other)
+    fn key(self, item: u32) -> u64 {
+        u64::from(ordered!(self.to_bits(), 1 << 31)) << 32 | u64::from(!item)
+    }
+    #[inline(always)]
+    fn pair(key: u64) -> (Self, u32) {
+        let score = unordered!((key >> 32) as u32, 1 << 31);
+        (f32::from_bits(score), !(key as u32))
     }
 }
 
 impl Score for f64 {
     const NEG_INFINITY: Self = f64::NEG_INFINITY;
     const INFINITY: Self = f64::INFINITY;
+    /// The ordered score bits, then the complemented item.
+    type Key = (u64, u32);
     #[inline(always)]
-    fn total_cmp(&self, other: &Self) -> Ordering {
-        f64::total_cmp(self, other)
+    fn key(self, item: u32) -> (u64, u32) {
+        (ordered!(self.to_bits(), 1 << 63), !item)
     }
-}
-
-/// A candidate in the heap; "greater" means worse, so the heap's top is the current K-th best.
-#[derive(Clone, Copy, Debug)]
-struct Entry<S> {
-    score: S,
-    item: u32,
-}
-
-impl<S: Score> PartialEq for Entry<S> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl<S: Score> Eq for Entry<S> {}
-impl<S: Score> PartialOrd for Entry<S> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<S: Score> Ord for Entry<S> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Lower score is worse; on ties the higher item index is worse.
-        other
-            .score
-            .total_cmp(&self.score)
-            .then(self.item.cmp(&other.item))
+    #[inline(always)]
+    fn pair((score, item): (u64, u32)) -> (Self, u32) {
+        (f64::from_bits(unordered!(score, 1 << 63)), !item)
     }
 }
 
@@ -71,7 +89,8 @@ impl<S: Score> Ord for Entry<S> {
 #[derive(Clone, Debug)]
 pub struct BoundedTopK<S: Score> {
     k: usize,
-    heap: BinaryHeap<Entry<S>>,
+    /// The kept pairs' keys, the worst on top.
+    heap: BinaryHeap<Reverse<S::Key>>,
     /// A score must be strictly above this to enter (the K-th best once the heap is full).
     threshold: S,
 }
@@ -97,21 +116,30 @@ impl<S: Score> BoundedTopK<S> {
         self.threshold
     }
 
+    /// The K-th best score, once `k` pairs are kept.
+    #[inline(always)]
+    fn raise_threshold(&mut self) {
+        if self.heap.len() == self.k {
+            self.threshold = self
+                .heap
+                .peek()
+                .map_or(S::NEG_INFINITY, |&Reverse(key)| S::pair(key).0);
+        }
+    }
+
     /// Offers one candidate (kept when it beats the current K-th best).
     #[inline]
     pub fn offer(&mut self, score: S, item: u32) {
         if score > self.threshold {
-            let entry = Entry { score, item };
+            let key = Reverse(score.key(item));
             if self.heap.len() < self.k {
-                self.heap.push(entry);
+                self.heap.push(key);
             } else if let Some(mut worst) = self.heap.peek_mut() {
                 // A full heap: the newcomer scores strictly above the worst entry, so it replaces
                 // it (one sift down, where a push and a pop took two sifts).
-                *worst = entry;
+                *worst = key;
             }
-            if self.heap.len() == self.k {
-                self.threshold = self.heap.peek().map_or(S::NEG_INFINITY, |e| e.score);
-            }
+            self.raise_threshold();
         }
     }
 
@@ -128,16 +156,14 @@ impl<S: Score> BoundedTopK<S> {
             self.heap.is_empty(),
             "start_with on a selection already started"
         );
-        let entries: Vec<Entry<S>> = best
+        let keys: Vec<Reverse<S::Key>> = best
             .into_iter()
             .filter(|&(score, _)| score > self.threshold)
-            .map(|(score, item)| Entry { score, item })
+            .map(|(score, item)| Reverse(score.key(item)))
             .collect();
-        assert!(entries.len() <= self.k, "more pairs than k");
-        self.heap = BinaryHeap::from(entries);
-        if self.heap.len() == self.k {
-            self.threshold = self.heap.peek().map_or(S::NEG_INFINITY, |e| e.score);
-        }
+        assert!(keys.len() <= self.k, "more pairs than k");
+        self.heap = BinaryHeap::from(keys);
+        self.raise_threshold();
     }
 
     /// Offers every pair of `other`, whose items all lie after the ones offered to `self`.
@@ -147,19 +173,28 @@ impl<S: Score> BoundedTopK<S> {
     /// later one could push it out), so a merge of two selections equals the selection of the
     /// concatenated items.
     pub fn merge(&mut self, other: BoundedTopK<S>) {
-        let mut entries = other.heap.into_vec();
-        entries.sort_unstable_by_key(|e| e.item);
-        for e in entries {
-            self.offer(e.score, e.item);
+        let mut pairs: Vec<(S, u32)> = other
+            .heap
+            .into_iter()
+            .map(|Reverse(k)| S::pair(k))
+            .collect();
+        pairs.sort_unstable_by_key(|&(_, item)| item);
+        for (score, item) in pairs {
+            self.offer(score, item);
         }
     }
 
     /// The selected pairs, best first (equal scores: lower item index first).
     pub fn into_sorted(self) -> Vec<(u32, S)> {
-        let mut entries = self.heap.into_vec();
-        // no two entries are equal (each item is offered once), so an unstable sort is exact
-        entries.sort_unstable();
-        entries.into_iter().map(|e| (e.item, e.score)).collect()
+        // worst first in `Reverse` order is best first
+        let mut keys = self.heap.into_vec();
+        keys.sort_unstable();
+        keys.into_iter()
+            .map(|Reverse(key)| {
+                let (score, item) = S::pair(key);
+                (item, score)
+            })
+            .collect()
     }
 }
 
@@ -179,6 +214,47 @@ pub fn top_k<S: Score>(scores: &[S], k: usize) -> Vec<(u32, S)> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::cmp::Ordering;
+
+    /// Floats at the edges of totalOrder: both NaNs, both infinities, both zeros, subnormals.
+    fn edge_bits32() -> Vec<u32> {
+        [
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1e-45,
+            -1e-45,
+            1.0,
+            -1.0,
+            f32::MAX,
+            f32::MIN,
+        ]
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+    }
+
+    #[test]
+    fn keys_order_pairs_as_total_cmp_then_the_lower_item() {
+        let bits = edge_bits32();
+        for &a in &bits {
+            for &b in &bits {
+                for (i, j) in [(0u32, 0u32), (1, 2), (2, 1), (0, u32::MAX)] {
+                    let (x, y) = (f32::from_bits(a), f32::from_bits(b));
+                    let want = x.total_cmp(&y).then(j.cmp(&i));
+                    assert_eq!(x.key(i).cmp(&y.key(j)), want, "{x:?}@{i} vs {y:?}@{j}");
+                    let (xx, yy) = (f64::from(x), f64::from(y));
+                    assert_eq!(xx.key(i).cmp(&yy.key(j)), xx.total_cmp(&yy).then(j.cmp(&i)));
+                    assert_eq!(f32::pair(x.key(i)).0.to_bits(), a);
+                    assert_eq!(f32::pair(x.key(i)).1, i);
+                    assert_eq!(f64::pair(xx.key(i)).0.to_bits(), xx.to_bits());
+                }
+            }
+        }
+    }
 
     /// Orders `(item, score)` pairs best first: higher score, then lower item index.
     fn better(a: &(u32, f64), b: &(u32, f64)) -> Ordering {
@@ -198,6 +274,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn keys_order_any_two_f32_pairs_as_total_cmp(a in any::<u32>(), b in any::<u32>(), i in any::<u32>(), j in any::<u32>()) {
+            let (x, y) = (f32::from_bits(a), f32::from_bits(b));
+            prop_assert_eq!(x.key(i).cmp(&y.key(j)), x.total_cmp(&y).then(j.cmp(&i)));
+            let (score, item) = f32::pair(x.key(i));
+            prop_assert_eq!((score.to_bits(), item), (a, i));
+        }
+
         #[test]
         fn equals_prefix_of_full_sort(scores in proptest::collection::vec(-5i32..5, 0..60), k in 0usize..70) {
             let scores: Vec<f64> = scores.into_iter().map(f64::from).collect();
