@@ -116,7 +116,7 @@ impl<S: Score> BoundedTopK<S> {
         self.threshold
     }
 
-    /// The K-th best score, once `k` pairs are kept.
+    /// Sets the threshold to the K-th best score once `k` pairs are kept.
     #[inline(always)]
     fn raise_threshold(&mut self) {
         if self.heap.len() == self.k {

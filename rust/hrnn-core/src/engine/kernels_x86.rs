@@ -428,8 +428,8 @@ const ONE_QUERY_TILE: usize = 4;
 /// tiles (a few rows of exponentials after each tile, in a second block buffer). A single query
 /// over a large table waits on memory, and only the tiles' loads and prefetches keep requests in
 /// flight; absorbed in one go between two blocks, the exponentials issued none for their
-/// duration. Skipping the absorption altogether took a 100k-item scan from ~1.20× to ~1.10× the
-/// time of its tiles alone; spreading it took `examples/scan_spread` from 1.34–1.41× the read
+/// duration: in a throwaway probe, a 100k-item scan took ~1.20× the time of its tiles alone, and
+/// ~1.10× with the absorption left out. Spreading it took `examples/scan_spread` from 1.34–1.41× the read
 /// floor to 1.32–1.36× (4 interleaved runs on a loaded machine). The blocks are absorbed in the
 /// same order and the same way (see [`Absorption`]), so the result is bit for bit
 /// [`scan_tiles`]'.

@@ -135,7 +135,8 @@ impl TopK {
                     .select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
                 candidates.truncate(k);
                 if self.best.is_empty() {
-                    // the first block of a scan: these are the best K so far, in that order
+                    // nothing kept yet (every earlier item was excluded or could not enter):
+                    // these are the best K so far, and need no order to enter
                     self.best.start_with(candidates.drain(..));
                     self.candidates = candidates;
                     return;
