@@ -165,15 +165,8 @@ impl Absorption {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn begin(state: &mut ScanState, first: usize, len: usize, block_max: f32) -> Option<Self> {
-        if block_max > state.max {
-            // Rescale what was summed against the old maximum (at most once per block).
-            state.total *= if state.max == f32::NEG_INFINITY {
-                0.0
-            } else {
-                f64::from(state.max - block_max).exp()
-            };
-            state.max = block_max;
-        }
+        // at most one rescale of the sum per block
+        state.raise_max(block_max);
         let threshold = state.top.threshold();
         let candidates = block_max > threshold;
         if block_max <= state.max - NEGLIGIBLE && !candidates {

@@ -179,18 +179,25 @@ impl ScanState {
         }
     }
 
+    /// Raises the running maximum to `max` when it is higher, rescaling what was summed against
+    /// the old one.
+    #[inline(always)]
+    pub(super) fn raise_max(&mut self, max: f32) {
+        if max > self.max {
+            self.total *= if self.max == f32::NEG_INFINITY {
+                0.0
+            } else {
+                f64::from(self.max - max).exp()
+            };
+            self.max = max;
+        }
+    }
+
     /// Portable version of the per-panel update (the AVX2 one lives in `kernels_x86`).
     #[inline(always)]
     fn absorb<M: MulAdd>(&mut self, p: usize, logits: &[f32; PANEL], num_items: usize) {
         let panel_max = lane_max(logits);
-        if panel_max > self.max {
-            self.total *= if self.max == f32::NEG_INFINITY {
-                0.0
-            } else {
-                f64::from(self.max - panel_max).exp()
-            };
-            self.max = panel_max;
-        }
+        self.raise_max(panel_max);
         if panel_max > self.max - NEGLIGIBLE {
             let e = exp_lanes::<M>(logits, self.max);
             self.total += e.iter().map(|&x| f64::from(x)).sum::<f64>();
