@@ -13,6 +13,11 @@ machine's background load falls on all of them. On a small machine the load gene
 cores with the server, as it would in a co-located deployment. Inside the test suite,
 ``test_server_load`` runs the same code on a tiny model for a fraction of a second and only checks
 that every request succeeded.
+
+Beside latency and throughput it reports the CPU time each request cost the server process (all its
+threads; Linux's ``/proc``, blank elsewhere) and the client processes, in µs. On a machine whose
+cores the two share, those set the ceiling: no server in front of the same engine can answer more
+than ``cores / (server + client CPU per request)`` requests per second.
 """
 
 from __future__ import annotations
@@ -23,15 +28,32 @@ import json
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 USERS = 1_000
+
+
+def _cpu_seconds() -> float:
+    """CPU time this process has used, all threads, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used, all threads (Linux's ``/proc``; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _client(url: str, op: str, start: float, seconds: float, seed: int) -> dict[str, Any]:
@@ -46,6 +68,7 @@ def _client(url: str, op: str, start: float, seconds: float, seed: int) -> dict[
     while time.time() < start:
         time.sleep(0.001)
     end = start + seconds
+    cpu = _cpu_seconds()
     while True:
         now = time.perf_counter()
         if time.time() >= end:
@@ -75,8 +98,9 @@ def _client(url: str, op: str, start: float, seconds: float, seed: int) -> dict[
         if response.status != 200:
             errors += 1
         latencies.append(time.perf_counter() - now)
+    cpu = _cpu_seconds() - cpu
     conn.close()
-    return {"latencies": latencies, "errors": errors}
+    return {"latencies": latencies, "errors": errors, "cpu": cpu}
 
 
 def _engine(model: str, log: str, op: str, start: float, seconds: float, threads: int) -> dict[str, Any]:
@@ -116,19 +140,41 @@ def _engine(model: str, log: str, op: str, start: float, seconds: float, threads
             per_thread[k].append(time.perf_counter() - began)
 
     workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    cpu = _cpu_seconds()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
+    cpu = _cpu_seconds() - cpu
     rec.close()
-    return {"latencies": [t for ts in per_thread for t in ts], "errors": 0}
+    return {"latencies": [t for ts in per_thread for t in ts], "errors": 0, "cpu": cpu}
 
 
-def _engine_load(model: str, log: str, op: str, clients: int, seconds: float) -> tuple[list[float], int]:
+class _Run(NamedTuple):
+    """One run of one (server, operation): every request's latency, the count of non-200 answers,
+    and the CPU seconds the server process and the client processes used during it."""
+
+    latencies: list[float]
+    errors: int
+    server_cpu: float
+    client_cpu: float
+
+    def merged(self, other: _Run) -> _Run:
+        """This run and ``other`` as one."""
+        return _Run(
+            self.latencies + other.latencies,
+            self.errors + other.errors,
+            self.server_cpu + other.server_cpu,
+            self.client_cpu + other.client_cpu,
+        )
+
+
+def _engine_load(model: str, log: str, op: str, clients: int, seconds: float) -> _Run:
     start = time.time() + 1.0  # the model is loaded before the clock starts
     command = [sys.executable, __file__, "--engine", model, log, op, repr(start), repr(seconds), str(clients)]
     result = json.loads(subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True).stdout)
-    return result["latencies"], result["errors"]
+    # the engine's threads are the "server"; there are no client processes
+    return _Run(result["latencies"], result["errors"], result["cpu"], 0.0)
 
 
 def _start_server(command: list[str], marker: str) -> tuple[subprocess.Popen[str], str]:
@@ -153,8 +199,8 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-def _load(url: str, op: str, clients: int, seconds: float) -> tuple[list[float], int]:
-    """Latencies of every request of one run, and the count of non-200 answers."""
+def _load(url: str, server: int, op: str, clients: int, seconds: float) -> _Run:
+    """One run of ``clients`` client processes against the server at ``url`` (process ``server``)."""
     start = time.time() + 0.5  # every client process is up before the clock starts
     procs = [
         subprocess.Popen(
@@ -164,25 +210,35 @@ def _load(url: str, op: str, clients: int, seconds: float) -> tuple[list[float],
         )
         for k in range(clients)
     ]
+    while time.time() < start:
+        time.sleep(0.001)
+    server_cpu = _process_cpu_seconds(server)
     latencies: list[float] = []
     errors = 0
+    client_cpu = 0.0
     for proc in procs:
         out, _ = proc.communicate()
         result = json.loads(out)
         latencies += result["latencies"]
         errors += result["errors"]
-    return latencies, errors
+        client_cpu += result["cpu"]
+    # the clients have all stopped sending; the last answers left the server before they stopped
+    server_cpu = _process_cpu_seconds(server) - server_cpu
+    return _Run(latencies, errors, server_cpu, client_cpu)
 
 
-def _summary(latencies: list[float], errors: int, seconds: float) -> dict[str, Any]:
-    latencies = sorted(latencies)
+def _summary(run: _Run, seconds: float) -> dict[str, Any]:
+    latencies = sorted(run.latencies)
     n = len(latencies)
+    per_request = (lambda cpu: cpu / n * 1e6) if n else (lambda cpu: float("nan"))
     return {
         "requests": n,
-        "errors": errors,
+        "errors": run.errors,
         "rps": n / seconds,
         "p50_ms": latencies[n // 2] * 1e3 if n else float("nan"),
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1e3 if n else float("nan"),
+        "server_cpu_us": per_request(run.server_cpu),
+        "client_cpu_us": per_request(run.client_cpu),
     }
 
 
@@ -234,33 +290,36 @@ def run(
         try:
             for name, (command, marker) in servers.items():
                 running[name] = _start_server(command, marker)
-            raw: dict[str, tuple[list[float], int]] = {}
+            raw: dict[str, _Run] = {}
+            nothing = _Run([], 0, 0.0, 0.0)  # what a pair's first round is merged into
             for _ in range(rounds):
                 if engine:
                     for op in ("recommend", "put_events"):
                         log = str(Path(tmp) / "engine.log")
-                        latencies, errors = _engine_load(str(path), log, op, clients, seconds / rounds)
-                        before = raw.get(f"engine alone {op}", ([], 0))
-                        raw[f"engine alone {op}"] = (before[0] + latencies, before[1] + errors)
-                for name, (_, url) in running.items():
+                        run = _engine_load(str(path), log, op, clients, seconds / rounds)
+                        raw[f"engine alone {op}"] = raw.get(f"engine alone {op}", nothing).merged(run)
+                for name, (proc, url) in running.items():
                     for op in ("recommend", "put_events"):
-                        latencies, errors = _load(url, op, clients, seconds / rounds)
-                        before = raw.get(f"{name} {op}", ([], 0))
-                        raw[f"{name} {op}"] = (before[0] + latencies, before[1] + errors)
+                        run = _load(url, proc.pid, op, clients, seconds / rounds)
+                        raw[f"{name} {op}"] = raw.get(f"{name} {op}", nothing).merged(run)
         finally:
             for proc, _ in running.values():
                 _stop(proc)
-    for key, (latencies, errors) in raw.items():
-        results[key] = _summary(latencies, errors, seconds)
+    for key, run in raw.items():
+        results[key] = _summary(run, seconds)
     return results
 
 
 def report(results: dict[str, dict[str, Any]]) -> str:
-    lines = [f"{'server':20s} {'operation':12s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s}"]
+    lines = [
+        f"{'server':20s} {'operation':12s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s} "
+        f"{'server CPU us/req':>17s} {'client CPU us/req':>17s}"
+    ]
     for key, r in results.items():
         server, op = key.rsplit(" ", 1)
         lines.append(
-            f"{server:20s} {op:12s} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:6d}"
+            f"{server:20s} {op:12s} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:6d} "
+            f"{r['server_cpu_us']:17.0f} {r['client_cpu_us']:17.0f}"
         )
     for op in ("recommend", "put_events"):
         ours = results.get(f"hrnn serve {op}")
@@ -286,6 +345,12 @@ def test_server_load() -> None:
     results = run(items=500, seconds=0.3, clients=2, baseline=baseline, engine=True)
     for key, r in results.items():
         assert r["requests"] > 0 and r["errors"] == 0, key
+        # client processes: getrusage, to the microsecond
+        assert r["client_cpu_us"] > 0 or key.startswith("engine alone"), key
+    if Path("/proc/self/stat").exists():
+        # servers: /proc counts in clock ticks (10 ms), so one short run may read 0
+        server_cpu = [r["server_cpu_us"] for r in results.values()]
+        assert min(server_cpu) >= 0 and sum(server_cpu) > 0, server_cpu
     assert "req/s" in report(results)
 
 
