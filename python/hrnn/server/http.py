@@ -9,13 +9,13 @@ request line and the few headers it needs with ``bytes.split``, answers with one
 keeps each connection on one thread, so a request costs tens of microseconds of GIL time.
 
 Measured on this project's 2-core machine with a random 100k-item model (benches/bench_server.py
-``--variants``; the table is in docs/api.md, "HTTP server"): 1.5–1.6× the requests/s of FastAPI +
-uvicorn for GetRecommendations — whose ceiling there is the engine's scan, 2.4× FastAPI with no
-HTTP at all — and 2.3–3.0× for PutEvents, at a lower p99 in both; 1.1–1.4× the standard
-library's tuned ``ThreadingHTTPServer`` on the same routes (level with it in one noisy run). An
-HTTP stack in Rust inside the extension (hyper, tiny_http) would trim the Python time further, but
-would put a server into the binding crate and lengthen its build for a gain the engine's scan
-mostly hides at that size.
+``--variants``, three runs; the table is in docs/api.md, "HTTP server"): 2.2–2.4× the requests/s
+of FastAPI + uvicorn for GetRecommendations and 2.8–3.0× for PutEvents, at about half its p99;
+1.1–1.3× the standard library's tuned ``ThreadingHTTPServer`` on the same routes. With the
+clients on the same two cores, GetRecommendations is bound by CPU time: of the server process's,
+the scan takes 67%, the interpreter (this module and the handlers) 14% and the kernel 11%. An HTTP
+stack in Rust inside the extension (hyper, tiny_http) would take the interpreter's share out, at
+the cost of a server in the binding crate; docs/api.md works out what it could gain.
 
 What it does not do: TLS (put a proxy in front), chunked request bodies (the AWS SDKs always send
 ``Content-Length``), ``Expect: 100-continue``. A connection waits at most ``idle_timeout`` seconds
