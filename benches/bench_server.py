@@ -4,11 +4,13 @@ fsynced to an event log), in one run, reported side by side with ratios.
 
 Usage (full size: a random model of 100k items, H = 43)::
 
-    python benches/bench_server.py [--items 100000] [--seconds 10] [--clients 4]
+    python benches/bench_server.py [--items 100000] [--seconds 10] [--clients 4] [--load-client socket]
 
 Each server runs in its own process; the load comes from ``--clients`` client processes, each
-with one keep-alive ``http.client`` connection sending the JSON body boto3 would send, back to back
-(closed loop). Each run is split into rounds that take the servers in turn, so a change in the
+with one keep-alive connection sending the JSON body boto3 would send, back to back (closed loop):
+a bare socket by default, which reads each answer's status and ``Content-Length`` and no more, or
+``--load-client http.client``, whose header parsing costs the shared cores about three times the CPU per
+request. Each run is split into rounds that take the servers in turn, so a change in the
 machine's background load falls on all of them. On a small machine the load generator shares the
 cores with the server, as it would in a co-located deployment. Inside the test suite,
 ``test_server_load`` runs the same code on a tiny model for a fraction of a second and only checks
@@ -29,6 +31,7 @@ import os
 import random
 import re
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -56,12 +59,64 @@ def _process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _client(url: str, op: str, start: float, seconds: float, seed: int) -> dict[str, Any]:
-    """One closed-loop client: requests back to back from ``start`` for ``seconds``."""
+class _SocketClient:
+    """A keep-alive HTTP/1.1 client on a bare socket, for load generation: the request written in
+    one ``sendall``, the answer's status and ``Content-Length`` read with ``bytes`` methods.
+    :mod:`http.client` parses every answer's headers with :mod:`email.parser`, which costs a load
+    generator sharing the server's cores about as much CPU per request as a fast server spends."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._sock = socket.create_connection((host, port), timeout=30)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._head = f"Host: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: "
+        self._buffer = b""
+
+    def post(self, path: str, body: bytes) -> int:
+        """Sends one POST and reads its whole answer; returns the status."""
+        self._sock.sendall(f"POST {path} HTTP/1.1\r\n{self._head}{len(body)}\r\n\r\n".encode() + body)
+        while (end := self._buffer.find(b"\r\n\r\n")) < 0:
+            self._buffer += self._recv()
+        head, rest = self._buffer[:end].lower(), self._buffer[end + 4 :]
+        at = head.find(b"\r\ncontent-length:")
+        if at < 0:
+            raise ConnectionError(f"an answer without Content-Length: {head[:200]!r}")
+        stop = head.find(b"\r\n", at + 2)
+        length = int(head[at + 17 : stop if stop > 0 else len(head)])
+        while len(rest) < length:
+            rest += self._recv()
+        self._buffer = rest[length:]
+        return int(head[9:12])
+
+    def _recv(self) -> bytes:
+        chunk = self._sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        return chunk
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _client(url: str, op: str, start: float, seconds: float, seed: int, kind: str) -> dict[str, Any]:
+    """One closed-loop client: requests back to back from ``start`` for ``seconds``, through
+    :mod:`http.client` (``kind`` "http.client") or a bare socket ("socket")."""
     host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    if kind == "socket":
+        raw = _SocketClient(host, int(port))
+        post = raw.post
+        close = raw.close
+    else:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        headers = {"Content-Type": "application/json"}
+
+        def post(path: str, body: bytes) -> int:
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+
+        close = conn.close
     rng = random.Random(seed)
-    headers = {"Content-Type": "application/json"}
     latencies: list[float] = []
     errors = 0
     sequence = 0
@@ -92,14 +147,11 @@ def _client(url: str, op: str, start: float, seconds: float, seed: int) -> dict[
                     }
                 ],
             }
-        conn.request("POST", path, body=json.dumps(body), headers=headers)
-        response = conn.getresponse()
-        response.read()
-        if response.status != 200:
+        if post(path, json.dumps(body).encode()) != 200:
             errors += 1
         latencies.append(time.perf_counter() - now)
     cpu = _cpu_seconds() - cpu
-    conn.close()
+    close()
     return {"latencies": latencies, "errors": errors, "cpu": cpu}
 
 
@@ -199,12 +251,12 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-def _load(url: str, server: int, op: str, clients: int, seconds: float) -> _Run:
+def _load(url: str, server: int, op: str, clients: int, seconds: float, kind: str) -> _Run:
     """One run of ``clients`` client processes against the server at ``url`` (process ``server``)."""
     start = time.time() + 0.5  # every client process is up before the clock starts
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--client", url, op, repr(start), repr(seconds), str(k)],
+            [sys.executable, __file__, "--client", url, op, repr(start), repr(seconds), str(k), kind],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -250,11 +302,13 @@ def run(
     variants: bool = False,
     rounds: int = 1,
     engine: bool = False,
+    client: str = "socket",
 ) -> dict[str, dict[str, Any]]:
     """Runs every (server, operation) pair for ``seconds`` in all, split into ``rounds`` rounds that
     take the servers in turn (so a change in the machine's background load hits all of them);
     returns their stats keyed ``"server op"``. ``engine`` adds the engine alone, called from as
-    many threads in one process as there are clients (no HTTP)."""
+    many threads in one process as there are clients (no HTTP); ``client`` is the client processes'
+    HTTP stack, ``"http.client"`` or ``"socket"`` (see :class:`_SocketClient`)."""
     from hrnn._testing import random_model
     from hrnn.model_format import write_model_dir
 
@@ -300,7 +354,7 @@ def run(
                         raw[f"engine alone {op}"] = raw.get(f"engine alone {op}", nothing).merged(run)
                 for name, (proc, url) in running.items():
                     for op in ("recommend", "put_events"):
-                        run = _load(url, proc.pid, op, clients, seconds / rounds)
+                        run = _load(url, proc.pid, op, clients, seconds / rounds, client)
                         raw[f"{name} {op}"] = raw.get(f"{name} {op}", nothing).merged(run)
         finally:
             for proc, _ in running.values():
@@ -343,6 +397,11 @@ def test_server_load() -> None:
     except ImportError:
         baseline = False
     results = run(items=500, seconds=0.3, clients=2, baseline=baseline, engine=True)
+    # http.client against every server too
+    results |= {
+        f"{key} (http.client)": r
+        for key, r in run(items=500, seconds=0.3, clients=2, baseline=baseline, client="http.client").items()
+    }
     for key, r in results.items():
         assert r["requests"] > 0 and r["errors"] == 0, key
         # client processes: getrusage, to the microsecond
@@ -360,8 +419,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(_engine(model, log, op, float(start), float(seconds), int(threads))))
         return 0
     if argv and argv[0] == "--client":
-        url, op, start, seconds, seed = argv[1:6]
-        print(json.dumps(_client(url, op, float(start), float(seconds), int(seed))))
+        url, op, start, seconds, seed, kind = argv[1:7]
+        print(json.dumps(_client(url, op, float(start), float(seconds), int(seed), kind)))
         return 0
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -377,11 +436,19 @@ def main(argv: list[str]) -> int:
         "standard library's ThreadingHTTPServer (the transport hrnn.server.http replaced), and the "
         "engine alone without HTTP (the ceiling of any server on this machine)",
     )
+    parser.add_argument(
+        "--load-client",
+        choices=["socket", "http.client"],
+        default="socket",
+        help="the client processes' HTTP stack: a bare keep-alive socket (the default), or the "
+        "standard library's http.client, which costs the cores the servers share about three times as much "
+        "CPU per request",
+    )
     args = parser.parse_args(argv)
     print(
         f"{args.items} items x H=43, {args.clients} keep-alive client processes, {args.seconds:g} s per run, "
         f"in {args.rounds} rounds taking the servers in turn, "
-        f"{os.cpu_count()} cores shared by servers and clients"
+        f"{os.cpu_count()} cores shared by servers and clients ({args.load_client})"
     )
     print(
         report(
@@ -392,6 +459,7 @@ def main(argv: list[str]) -> int:
                 variants=args.variants,
                 rounds=args.rounds,
                 engine=args.variants,
+                client=args.load_client,
             )
         )
     )
