@@ -9,9 +9,9 @@ request line and the few headers it needs with ``bytes.split``, answers with one
 keeps each connection on one thread, so a request costs tens of microseconds of GIL time.
 
 Measured on this project's 2-core machine with a random 100k-item model (benches/bench_server.py
-``--variants``, three runs; the table is in docs/api.md, "HTTP server"): 2.2–2.4× the requests/s
-of FastAPI + uvicorn for GetRecommendations and 2.8–3.0× for PutEvents, at about half its p99;
-1.1–1.3× the standard library's tuned ``ThreadingHTTPServer`` on the same routes. With the
+``--variants``, five runs; the table is in docs/api.md, "HTTP server"): 2.2–2.8× the requests/s
+of FastAPI + uvicorn for GetRecommendations and 2.8–3.8× for PutEvents, at 0.28–0.55× its p99;
+1.1–1.5× the standard library's tuned ``ThreadingHTTPServer`` on the same routes. With the
 clients on the same two cores, GetRecommendations is bound by CPU time: of the server process's,
 the scan takes 67%, the interpreter (this module and the handlers) 14% and the kernel 11%. An HTTP
 stack in Rust inside the extension (hyper, tiny_http) would take the interpreter's share out, at
