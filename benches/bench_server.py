@@ -62,8 +62,8 @@ def _process_cpu_seconds(pid: int) -> float:
 class _SocketClient:
     """A keep-alive HTTP/1.1 client on a bare socket, for load generation: the request written in
     one ``sendall``, the answer's status and ``Content-Length`` read with ``bytes`` methods.
-    :mod:`http.client` parses every answer's headers with :mod:`email.parser`, which costs a load
-    generator sharing the server's cores about as much CPU per request as a fast server spends."""
+    :mod:`http.client` parses every answer's headers with :mod:`email.parser`: ~470 µs of CPU per
+    request on the 2-core VM, against ~150 µs here, taken from the cores the server shares."""
 
     def __init__(self, host: str, port: int) -> None:
         self._sock = socket.create_connection((host, port), timeout=30)
